@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from body.joints import SMPL_PARENTS as SMPL_PARENTS_LIST
+from body.errors import UserError
 from body.hierarchy import MeshHierarchyArrays, build_mesh_hierarchy
 from body.parts import lsp6_labels, part_labels_from_weights, vertex_iuv
 
@@ -36,7 +37,7 @@ SMPL_SOURCES = {
 }
 
 
-class BodyAssetError(RuntimeError):
+class BodyAssetError(UserError):
     """A body-model asset is missing or unusable. The message is one line that says what to do."""
 
 

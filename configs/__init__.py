@@ -1,0 +1,1 @@
+"""Composed omegaconf configs: YAML groups in this folder and the loader that composes them."""
