@@ -6,12 +6,18 @@
 - ``mesh_downsampling.npz``: GraphCMR's layout (object arrays ``A`` (3), ``U`` (2), ``D`` (2) of scipy
   sparse matrices, plus ``F``, the faces of each level). It holds pickled scipy objects because that
   is what GraphCMR/PyMAF read (``np.load(..., allow_pickle=True)``); our own files never do.
+- ``vertex_ids.json``: the vertices of smplx's 21 extra joints (nose, eyes, ears, toes, heels, fingertips)
+  on this mesh. smplx defaults to SMPL's own vertex ids, which are wrong for any other mesh: pass these,
+  ``smplx.SMPL(model_path=DIR, vertex_ids=json.load(open(DIR/'vertex_ids.json')))``, when the extra
+  joints matter (SPIN/PyMAF read their OpenPose keypoints from them).
 - SPIN's ``J_regressor_extra.npy`` (9, V), ``J_regressor_h36m.npy`` (17, V), ``smpl_mean_params.npz``
   (``pose`` (144,) 6D, ``shape`` (10,), ``cam`` (3,)).
 """
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import pickle
 from pathlib import Path
 
@@ -58,6 +64,9 @@ def export_asset_set(assets: AssetSet, out_dir: str | Path) -> list[Path]:
     for name, arr in (("J_regressor_extra.npy", assets.J_regressor_extra), ("J_regressor_h36m.npy", assets.J_regressor_h36m)):
         np.save(out / name, np.asarray(arr, dtype=np.float64))
         written.append(out / name)
+    vid = out / "vertex_ids.json"
+    vid.write_text(json.dumps({k: int(v) for k, v in assets.vertex_ids.items()}, indent=2) + "\n")
+    written.append(vid)
     mp = out / "smpl_mean_params.npz"
     np.savez(mp, pose=np.asarray(assets.mean_pose, np.float64), shape=np.asarray(assets.mean_shape, np.float64),
              cam=np.asarray(assets.mean_cam, np.float64))
@@ -74,6 +83,8 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     for path in export_asset_set(load_asset_set(a.asset_set, a.gender, a.smpl_dir), a.out):
         print(path)
+    print("note: pass vertex_ids=json.load(open('vertex_ids.json')) to smplx.SMPL for correct extra joints",
+          file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ pose is an A-pose. SMPL's frame: Y up, +Z forward, +X the body's left.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -145,10 +144,9 @@ def sample_bodies(num_bodies: int, seed: int, cache_dir: str | None = None, chun
 
     Deterministic for a seed. Returns only the closed body part of the mesh (mouth and eyes dropped).
     """
-    if cache_dir:
-        os.environ.setdefault("ANNY_CACHE_DIR", cache_dir)
     try:
         import anny
+        from anny.paths import set_anny_cache_path
         from anny.shape_distribution import SimpleShapeDistribution
     except ImportError as e:  # pragma: no cover - exercised only without the extra
         raise SystemExit(
@@ -158,6 +156,8 @@ def sample_bodies(num_bodies: int, seed: int, cache_dir: str | None = None, chun
     import scipy.sparse as sp
     import scipy.sparse.csgraph as cg
 
+    if cache_dir:  # anny reads ANNY_CACHE_DIR at import; its setter works afterwards too
+        set_anny_cache_path(cache_dir)
     torch.manual_seed(seed)
     model = anny.Anny(skinning_method="lbs")
     model = model.to(torch.float64)

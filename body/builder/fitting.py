@@ -108,6 +108,7 @@ def fit_convex_regressor(
     k_count = targets.shape[1]
     tree = cKDTree(verts.mean(0))
     out = np.zeros((k_count, v))
+    num_candidates = min(num_candidates, v)
     for k in range(k_count):
         _, cand = tree.query(targets[:, k].mean(0), k=num_candidates)
         a = verts[:, cand].transpose(0, 2, 1).reshape(n * 3, num_candidates)
