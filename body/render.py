@@ -22,6 +22,13 @@ __all__ = [
 ]
 
 
+def screen_coordinates(verts_cam: Tensor, image_size: int, focal: float) -> Tensor:
+    """Pinhole projection into :func:`body.raster.rasterize`'s input: (B, V, 3) camera frame (x right, y
+    down, z forward) -> (B, V, 3) pixel x, y and depth z, principal point at the image centre."""
+    xy = focal * verts_cam[..., :2] / verts_cam[..., 2:3] + image_size / 2
+    return torch.cat([xy, verts_cam[..., 2:3]], dim=-1)
+
+
 def silhouette(fragments: Fragments) -> Tensor:
     """(B, H, W) float, 1 where a face covers the pixel centre, else 0."""
     return (fragments.pix_to_face >= 0).to(fragments.zbuf.dtype)

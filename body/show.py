@@ -20,6 +20,7 @@ from body.joints import SMPL_PARENTS
 from body.model import BodyModel
 from body.poses import named_pose
 from body.raster import rasterize
+from body.render import screen_coordinates as to_screen
 from body.render import colorize_labels, iuv_map, part_palette, save_png, shade, silhouette, to_uint8_image
 from body.rotations import axis_angle_to_rotmat
 
@@ -35,12 +36,6 @@ def camera_view(verts: torch.Tensor, yaw_deg: float, distance: float = 8.0) -> t
     v = verts @ rot.T
     centre = 0.5 * (v.amax(1, keepdim=True) + v.amin(1, keepdim=True))
     return v - centre + torch.tensor([0.0, 0.0, distance], dtype=v.dtype)
-
-
-def to_screen(verts_cam: torch.Tensor, size: int, focal: float) -> torch.Tensor:
-    """(B, V, 3) camera frame -> (B, V, 3) pixel x, y and depth z (principal point at the centre)."""
-    xy = focal * verts_cam[..., :2] / verts_cam[..., 2:3] + size / 2
-    return torch.cat([xy, verts_cam[..., 2:3]], dim=-1)
 
 
 def _label(img: np.ndarray, text: str) -> np.ndarray:
