@@ -26,11 +26,6 @@ MIRROR_X = np.array([-1.0, 1.0, 1.0])
 
 
 @pytest.fixture(scope="module")
-def assets():
-    return load_asset_set("open")
-
-
-@pytest.fixture(scope="module")
 def symmetric_template(assets):
     """The open template in float64, symmetrised exactly (x -> -x of the mirror vertex)."""
     v = assets.v_template.astype(np.float64)

@@ -7,7 +7,6 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from body.assets import load_asset_set
 from body.hierarchy import (
     MeshHierarchy,
     MeshHierarchyArrays,
@@ -57,11 +56,6 @@ def edge_counts(faces: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ fixtures
-@pytest.fixture(scope="module")
-def assets():
-    return load_asset_set("open")
-
-
 @pytest.fixture(scope="module")
 def model(assets):
     return BodyModel(assets)

@@ -12,7 +12,6 @@ import pytest
 import smplx
 import torch
 
-from body.assets import load_asset_set
 from body.export import export_asset_set
 from body.joints import (
     BODY_MODEL54_JOINT_NAMES,
@@ -31,11 +30,6 @@ MIRROR_X = np.array([-1.0, 1.0, 1.0])
 
 
 # ------------------------------------------------------------------ fixtures
-@pytest.fixture(scope="module")
-def assets():
-    return load_asset_set("open")
-
-
 @pytest.fixture(scope="module")
 def model(assets):
     return BodyModel(assets).double()

@@ -4,14 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from body.assets import load_asset_set
 from body.joints import SMPL_FLIP_PERM, SMPL_JOINT_NAMES, SMPL_PARENTS
 from body.parts import LSP6_PART_NAMES, lsp6_labels, part_labels_from_weights, part_uv, vertex_iuv
-
-
-@pytest.fixture(scope="module")
-def assets():
-    return load_asset_set("open")
 
 
 @pytest.fixture(scope="module")
