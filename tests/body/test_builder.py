@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from body.assets import OPEN_DIR, load_asset_set
+from body.assets import OPEN_DIR
 from body.builder.fitting import (
     fit_convex_regressor,
     mirror_map,
