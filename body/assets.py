@@ -48,7 +48,8 @@ class AssetSet:
     v_template (V, 3), shapedirs (V, 3, 10), J_regressor (24, V), weights (V, 24), faces (F, 3),
     J_regressor_extra (9, V), J_regressor_h36m (17, V), J_regressor_coco (17, V),
     vertex_ids: smplx's extra-joint vertex ids (+ 'head_top'), mean_pose (144,) 6D, mean_shape (10,),
-    mean_cam (3,), hierarchy, part24 (V,), part_lsp6 (V,), iuv (V, 3), mirror (V,) or None.
+    mean_cam (3,), hierarchy, part24 (V,), part_lsp6 (V,), iuv (V, 3), mirror (V,) or None,
+    posedirs (V, 3, 207) or None (zero).
     """
 
     name: str
@@ -71,6 +72,7 @@ class AssetSet:
     part_lsp6: np.ndarray
     iuv: np.ndarray
     mirror: np.ndarray | None = None
+    posedirs: np.ndarray | None = None  # (V, 3, 207) pose-corrective blend shapes; None = zero (open)
     manifest: dict = field(default_factory=dict)
 
     @property
@@ -81,7 +83,7 @@ class AssetSet:
         """The ``data_struct`` ``smplx.SMPL`` takes (posedirs are zero for ``open``)."""
         from smplx.utils import Struct
 
-        posedirs = getattr(self, "_posedirs", None)
+        posedirs = self.posedirs
         if posedirs is None:
             posedirs = np.zeros((self.num_vertices, 3, 207), dtype=np.float32)
         kintree = np.stack([np.where(SMPL_PARENTS < 0, 4294967295, SMPL_PARENTS), np.arange(24)])
@@ -158,13 +160,12 @@ def _load_smpl(smpl_dir: str | os.PathLike | None, gender: str) -> AssetSet:
     vids = dict(smplx_vertex_ids["smplh"])
     vids["head_top"] = 411  # SMPL's top-of-head vertex (the LSP head-top convention of SPIN's regressor)
     derived = _derived_smpl_extras(root, v_template, faces, J_reg, weights, vids)
-    aset = AssetSet(
+    return AssetSet(
         name="smpl", root=root, gender=gender, v_template=v_template, shapedirs=shapedirs, J_regressor=J_reg,
         weights=weights, faces=faces, J_regressor_extra=np.load(root / "J_regressor_extra.npy").astype(np.float32),
-        J_regressor_h36m=np.load(root / "J_regressor_h36m.npy").astype(np.float32), vertex_ids=vids, **derived,
+        J_regressor_h36m=np.load(root / "J_regressor_h36m.npy").astype(np.float32), vertex_ids=vids,
+        posedirs=np.asarray(d["posedirs"], dtype=np.float32), **derived,
     )
-    aset._posedirs = np.asarray(d["posedirs"], dtype=np.float32)
-    return aset
 
 
 def _derived_smpl_extras(root, v_template, faces, J_reg, weights, vids) -> dict:
