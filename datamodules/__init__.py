@@ -1,0 +1,1 @@
+"""Data: the shard sample format, augmentation, synthetic data, converters and the mixed DataModule."""
