@@ -55,6 +55,7 @@ export-body: $(STAMP)
 bench: $(STAMP)
 	$(PY) scripts/bench_body.py --out bench/results/body.json
 	$(PY) scripts/bench_raster.py --out bench/results/raster.json
+	$(PY) scripts/bench_pampjpe.py --out bench/results/pampjpe.json
 
 clean-venv:
 	rm -rf $(VENV)
