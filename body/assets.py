@@ -117,6 +117,13 @@ def _load_open(gender: str) -> AssetSet:
     )
 
 
+def vertex_row(index: int, num_vertices: int) -> np.ndarray:
+    """A regressor row that selects one vertex: (V,) float32 one-hot."""
+    row = np.zeros(num_vertices, dtype=np.float32)
+    row[index] = 1.0
+    return row
+
+
 def _missing(fname: str, root: Path, gender: str) -> BodyAssetError:
     key = "SMPL_{GENDER}.pkl" if fname.startswith("SMPL_") else fname
     src = SMPL_SOURCES[key].format(g={"neutral": "neutral", "male": "m", "female": "f"}[gender], GENDER=gender.upper())
@@ -199,10 +206,10 @@ def _derived_smpl_extras(root, v_template, faces, J_reg, weights, vids) -> dict:
     part24 = part_labels_from_weights(weights)
     rest_joints = J_reg @ v_template
     out.update(part24=part24, part_lsp6=lsp6_labels(part24), iuv=vertex_iuv(v_template, rest_joints, SMPL_PARENTS, part24).astype(np.float32))
-    eye = np.eye(len(v_template), dtype=np.float32)
-    coco_rows = [eye[vids["nose"]], eye[vids["leye"]], eye[vids["reye"]], eye[vids["lear"]], eye[vids["rear"]],
-                 J_reg[16], J_reg[17], J_reg[18], J_reg[19], J_reg[20], J_reg[21], J_reg[1], J_reg[2],
-                 J_reg[4], J_reg[5], J_reg[7], J_reg[8]]
+    n = len(v_template)
+    coco_rows = [vertex_row(vids[k], n) for k in ("nose", "leye", "reye", "lear", "rear")] + [
+        J_reg[16], J_reg[17], J_reg[18], J_reg[19], J_reg[20], J_reg[21], J_reg[1], J_reg[2],
+        J_reg[4], J_reg[5], J_reg[7], J_reg[8]]
     out["J_regressor_coco"] = np.stack(coco_rows).astype(np.float32)
     return out
 

@@ -292,7 +292,8 @@ class MeshHierarchy(torch.nn.Module):
                 f"adjacency_{l}", _sparse_to_torch(normalized_adjacency(arrays.adjacency[l])), persistent=False
             )
         for l, d in enumerate(arrays.down):
-            self.register_buffer(f"down_index_{l}", torch.from_numpy(d.tocoo().col[np.argsort(d.tocoo().row)]).long(), persistent=False)
+            # D selects one vertex per row: its CSR column indices, in row order, are the kept vertices.
+            self.register_buffer(f"down_index_{l}", torch.from_numpy(d.tocsr().indices.astype(np.int64)), persistent=False)
             self.register_buffer(f"up_{l}", _sparse_to_torch(arrays.up[l]), persistent=False)
 
     @property

@@ -27,6 +27,7 @@ from body.builder.fitting import (
     symmetrize_rows,
 )
 from body import joints
+from body.assets import vertex_row
 from body.hierarchy import build_mesh_hierarchy
 from body.parts import lsp6_labels, part_labels_from_weights, vertex_iuv
 
@@ -151,7 +152,7 @@ def build_open_model(out_dir: str | Path, seed: int = 0, num_bodies: int = 1000,
     vid["nose"] = int(mid[np.argmin(np.linalg.norm(tv[mid] - mean_kp[names.index("nose")], axis=1))])
 
     # Extra regressors, composed from the fitted rows and vertex one-hots (documented in manifest).
-    one = lambda i: np.eye(len(tv))[i]  # noqa: E731
+    one = lambda i: vertex_row(i, len(tv)).astype(np.float64)  # noqa: E731
     J = j_reg
     coco = coco_reg
     jaw = 0.5 * (J[15] + one(vid["nose"]))
