@@ -269,6 +269,7 @@ class SkipCounter:
     reasons: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     examples: list[str] = dataclasses.field(default_factory=list)
     max_examples: int = 10
+    seen: set = dataclasses.field(default_factory=set, repr=False)
 
     def add(self, error: BaseException | str) -> None:
         """Count one failure: a CorruptSampleError (by its reason) or any exception (by its type)."""
@@ -282,6 +283,21 @@ class SkipCounter:
         self.reasons[reason] += 1
         if len(self.examples) < self.max_examples:
             self.examples.append(str(error).splitlines()[0] if str(error) else reason)
+
+    def add_reason(self, reason: str, message: str, ident: tuple | None = None) -> None:
+        """Count one failure already categorised elsewhere (e.g. reported by a DataLoader worker).
+
+        With ``ident`` (e.g. (shard, key)), a failure already counted under the same ident is ignored:
+        the same corrupt sample met by several workers or passes counts once.
+        """
+        if ident is not None:
+            if ident in self.seen:
+                return
+            self.seen.add(ident)
+        self.count += 1
+        self.reasons[reason] += 1
+        if len(self.examples) < self.max_examples:
+            self.examples.append(message)
 
     def handler(self, exn: Exception) -> bool:
         """A WebDataset ``handler=``: count the exception and continue (a truncated tar, a bad member)."""

@@ -1,0 +1,192 @@
+"""``MixedDataModule``: training on a weighted mixture of sharded sources, evaluation per data set.
+
+The data config (``configs/data/*.yaml``) reads like the papers' data sections::
+
+    root: data/synthetic                # shard paths are relative to it
+    train:
+      epoch_samples: 20000              # samples per epoch, all ranks together
+      sources:                          # BiGraph's mixture (paper, section 4.1)
+        h36m: {shards: "train/h36m/*.tar", weight: 0.3}
+        up3d: {shards: "train/up3d/*.tar", weight: 0.2}
+        ...
+    eval:
+      3dpw: {shards: "eval/3dpw/*.tar"}
+    batch_size: 64
+    eval_batch_size: 64
+    num_workers: 4
+    img_res: 224
+    shuffle_buffer: 256
+    seed: 0
+    augment: {enabled: true, rotation_deg: 30, rotation_zero_prob: 0.6, scale: 0.25, noise: 0.4, flip_prob: 0.5}
+
+Shard patterns are globs or WebDataset brace ranges (``h36m-{000000..000311}.tar``). Streams and their
+guarantees: :mod:`datamodules.streams`. Skipped samples of every worker are summed in the main process in
+:attr:`MixedDataModule.skipped` (a ``SkipCounter``); the training module logs the count.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from typing import Any, Iterator, Mapping
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from body.errors import UserError
+from datamodules.augment import AugmentConfig
+from datamodules.shards import SkipCounter
+from datamodules.streams import EvalStream, MixedTrainStream, SourceShards, shard_sample_counts
+
+_TOP_KEYS = {"root", "train", "eval", "batch_size", "eval_batch_size", "num_workers", "img_res", "shuffle_buffer",
+             "seed", "augment", "name"}
+_HINT = "run 'make data' for the synthetic set, or convert a data set with 'make convert'"
+
+
+def expand_shards(pattern: str, root: str, where: str) -> list[str]:
+    """Shard paths of a glob or brace pattern under ``root``; a clear error when none exist."""
+    from braceexpand import braceexpand
+
+    full = pattern if os.path.isabs(pattern) else os.path.join(root, pattern)
+    paths: list[str] = []
+    for expanded in braceexpand(full):
+        matches = sorted(glob.glob(expanded)) if glob.has_magic(expanded) else [expanded]
+        paths.extend(p for p in matches if os.path.isfile(p))
+    if not paths:
+        raise UserError(f"{where}: no shards match {full!r}; {_HINT}")
+    return paths
+
+
+def _mapping(value: Any, where: str) -> Mapping:
+    if not isinstance(value, Mapping):
+        raise UserError(f"{where} must be a mapping, got {type(value).__name__}")
+    return value
+
+
+class EpochLoader(DataLoader):
+    """A DataLoader over a stream that tells it the epoch and sums the workers' skip reports.
+
+    The epoch comes from ``epoch_fn`` (the trainer's current epoch) when the iterator is created, so a
+    resumed run continues with the right random streams. Batches that only carry skip reports are
+    swallowed.
+    """
+
+    def __init__(self, stream, counter: SkipCounter, epoch_fn, **kwargs):
+        super().__init__(stream, batch_size=None, **kwargs)
+        self.counter, self.epoch_fn = counter, epoch_fn
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(self.epoch_fn())
+        for batch in super().__iter__():
+            for url, key, reason, message in batch.pop("skipped", []):
+                self.counter.add_reason(reason, message, ident=(url, key))
+            if batch:
+                yield batch
+
+
+class MixedDataModule(pl.LightningDataModule):
+    """Training mixture and evaluation sets from a data config (module docstring).
+
+    ``rank``/``world_size`` default to the trainer's (or torch.distributed's) when the loaders are made.
+    """
+
+    def __init__(self, cfg: Mapping, rank: int | None = None, world_size: int | None = None):
+        super().__init__()
+        cfg = dict(_mapping(cfg, "data config"))
+        unknown = set(cfg) - _TOP_KEYS
+        if unknown:
+            raise UserError(f"data config: unknown keys {sorted(unknown)}; valid keys are {sorted(_TOP_KEYS)}")
+        self.root = str(cfg.get("root", "."))
+        self.batch_size = int(cfg.get("batch_size", 64))
+        self.eval_batch_size = int(cfg.get("eval_batch_size", self.batch_size))
+        self.num_workers = int(cfg.get("num_workers", 0))
+        self.img_res = int(cfg.get("img_res", 224))
+        self.shuffle_buffer = int(cfg.get("shuffle_buffer", 256))
+        self.seed = int(cfg.get("seed", 0))
+        augment = dict(_mapping(cfg.get("augment", {}), "data.augment"))
+        try:
+            self.augment = AugmentConfig(**augment)
+        except TypeError:
+            valid = sorted(AugmentConfig.__dataclass_fields__)
+            raise UserError(f"data.augment: unknown keys {sorted(set(augment) - set(valid))}; valid keys are {valid}") from None
+        except ValueError as err:
+            raise UserError(f"data.augment: {err}") from None
+        train = dict(_mapping(cfg.get("train", {}), "data.train"))
+        self.epoch_samples = int(train.get("epoch_samples", 10000))
+        self.train_cfg = {name: dict(_mapping(v, f"data.train.sources.{name}"))
+                          for name, v in _mapping(train.get("sources", {}), "data.train.sources").items()}
+        self.eval_cfg = {name: dict(_mapping(v, f"data.eval.{name}"))
+                         for name, v in _mapping(cfg.get("eval", {}) or {}, "data.eval").items()}
+        for name, src in self.train_cfg.items():
+            if "shards" not in src:
+                raise UserError(f"data.train.sources.{name}: missing 'shards' (a glob or brace pattern)")
+            if float(src.get("weight", 1.0)) <= 0:
+                raise UserError(f"data.train.sources.{name}.weight must be > 0, got {src.get('weight')}")
+        if self.batch_size < 1 or self.epoch_samples < 1:
+            raise UserError("data.batch_size and data.train.epoch_samples must be >= 1")
+        self._rank, self._world = rank, world_size
+        self.skipped = SkipCounter(max_examples=50)
+        self._eval_counts: dict[str, list[int]] = {}
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def source_names(self) -> list[str]:
+        return list(self.train_cfg)
+
+    @property
+    def eval_names(self) -> list[str]:
+        return list(self.eval_cfg)
+
+    def _placement(self) -> tuple[int, int]:
+        if self._rank is not None:
+            return self._rank, self._world or 1
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            return trainer.global_rank, trainer.world_size
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def _epoch(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return int(trainer.current_epoch) if trainer is not None else 0
+
+    def batches_per_rank(self, world_size: int) -> int:
+        return max(1, self.epoch_samples // (world_size * self.batch_size))
+
+    def train_stream(self) -> MixedTrainStream:
+        rank, world = self._placement()
+        sources = [SourceShards(name, tuple(expand_shards(str(src["shards"]), self.root, f"data.train.sources.{name}")),
+                                float(src.get("weight", 1.0)))
+                   for name, src in self.train_cfg.items()]
+        if not sources:
+            raise UserError(f"data.train.sources is empty; list at least one source ({_HINT})")
+        return MixedTrainStream(sources, self.batch_size, self.batches_per_rank(world), self.augment, self.img_res,
+                                self.seed, self.shuffle_buffer, rank, world)
+
+    def eval_stream(self, name: str) -> EvalStream:
+        if name not in self.eval_cfg:
+            raise UserError(f"unknown evaluation set {name!r}: configured sets are {', '.join(self.eval_cfg) or 'none'}")
+        rank, world = self._placement()
+        src = self.eval_cfg[name]
+        if "shards" not in src:
+            raise UserError(f"data.eval.{name}: missing 'shards' (a glob or brace pattern)")
+        urls = expand_shards(str(src["shards"]), self.root, f"data.eval.{name}")
+        if name not in self._eval_counts:
+            self._eval_counts[name] = shard_sample_counts(urls)
+        return EvalStream(name, urls, self._eval_counts[name], self.eval_batch_size, self.img_res, rank, world)
+
+    def _loader(self, stream) -> EpochLoader:
+        workers = self.num_workers
+        return EpochLoader(stream, self.skipped, self._epoch, num_workers=workers, persistent_workers=False,
+                           pin_memory=torch.cuda.is_available(), prefetch_factor=4 if workers else None)
+
+    def train_dataloader(self) -> EpochLoader:
+        return self._loader(self.train_stream())
+
+    def val_dataloader(self) -> list[EpochLoader]:
+        return [self._loader(self.eval_stream(name)) for name in self.eval_cfg]
+
+    def test_dataloader(self) -> list[EpochLoader]:
+        return self.val_dataloader()

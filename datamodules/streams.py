@@ -1,0 +1,282 @@
+"""Iterable datasets over shards: the mixed training stream and the exactly-once evaluation stream.
+
+Both are ``torch.utils.data.IterableDataset`` objects that batch inside the worker processes (use them
+with ``DataLoader(batch_size=None)``) and split their work explicitly, by node (rank) and by worker:
+
+- :class:`MixedTrainStream`: per source an endless stream (pass after pass over the source's shards,
+  each pass in a new seeded order); each draw picks a source with the configured weights. Within a
+  pass the source's samples are partitioned over all workers of all ranks: by shard when there are at
+  least as many shards as workers, otherwise by sample (every worker reads every shard and keeps every
+  n-th sample), so no sample repeats within a rank's pass. Each rank yields exactly ``batches_per_rank``
+  batches per epoch (workers take batches w, w + W, ...), so every rank runs the same number of steps
+  and DDP cannot hang on a missing batch. WebDataset's ``ResampledShards`` draws shards with
+  replacement independently per worker, which repeats shards within an epoch and leaves the
+  per-rank batch count to ``with_epoch``; the explicit scheme here keeps both guarantees testable.
+- :class:`EvalStream`: the samples of one evaluation set, in order, split into contiguous ranges: rank r
+  of R takes global indices [r N / R, (r + 1) N / R), and its workers split that range the same way.
+  Every sample is read exactly once over all ranks, every rank gets data when N >= R, and a worker
+  reads only the shards its range touches (members outside it are not decoded).
+
+A corrupt sample (bad JPEG, NaN annotation, missing member, truncated tar) is skipped and counted; the
+counts travel to the main process inside the batches (``batch["skipped"]``: (shard, key, reason,
+one-line message) of the samples skipped since the worker's previous batch), so the totals are exact across processes.
+The same corrupt sample met again (in a later pass, or by another worker) is counted once per rank.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from datamodules.augment import AugmentConfig, AugmentParams, prepare_sample, sample_augment_params
+from datamodules.shards import Sample, SkipCounter, decode_or_skip, iter_shard_members
+
+
+@dataclass(frozen=True)
+class SourceShards:
+    """One data source: its name, shard paths and mixing weight (normalised by the stream)."""
+
+    name: str
+    urls: tuple[str, ...]
+    weight: float = 1.0
+
+
+def worker_slot(rank: int, world_size: int) -> tuple[int, int, int]:
+    """(worker id, workers per rank, global worker id) of the calling process (main process: worker 0 of 1)."""
+    info = get_worker_info()
+    worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+    return worker, workers, rank * workers + worker
+
+
+class _Skips:
+    """Per-worker skip bookkeeping: counts each (shard, key) once; :meth:`take` hands out the new ones."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str, str]] = []  # (shard, key, reason, one-line message)
+        self.seen: set[tuple[str, str]] = set()
+        self.reported = 0
+
+    def add_from(self, local: SkipCounter, url: str, key: str) -> None:
+        """Record the failures in ``local`` (a fresh counter used for one read) once per (url, key)."""
+        if local.count and (url, key) not in self.seen:
+            self.seen.add((url, key))
+            reasons = [r for r, n in local.reasons.items() for _ in range(n)]
+            messages = local.examples + reasons[len(local.examples):]
+            self.events.extend((url, key, r, m) for r, m in zip(reasons, messages))
+
+    def pending(self) -> bool:
+        return self.reported < len(self.events)
+
+    def take(self) -> list[tuple[str, str, str, str]]:
+        new = self.events[self.reported:]
+        self.reported = len(self.events)
+        return new
+
+
+def _decode(members: dict, skips: _Skips):
+    local = SkipCounter()
+    sample = decode_or_skip(members, local)
+    skips.add_from(local, members.get("__url__", ""), members.get("__key__", ""))
+    return sample
+
+
+def _members(url: str, skips: _Skips) -> Iterator[dict]:
+    local = SkipCounter()
+    yield from iter_shard_members(url, local)
+    skips.add_from(local, url, "<shard>")
+
+
+def collate(items: Sequence[dict[str, Any]], skipped: list[tuple[str, str, str, str]]) -> dict[str, Any]:
+    """Stack per-sample dicts (``augment.prepare_sample``) into a batch; lists stay lists."""
+    batch: dict[str, Any] = {}
+    for key in items[0]:
+        values = [item[key] for item in items]
+        batch[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
+    batch["skipped"] = skipped
+    return batch
+
+
+class MixedTrainStream(IterableDataset):
+    """Endless weighted mixture of sources, cut into ``batches_per_rank`` batches per epoch.
+
+    Batch keys: those of ``augment.prepare_sample`` (ground-truth ``vertices`` are dropped), plus
+    ``source`` (B,) int64 index into ``source_names``, ``key`` (list of str) and ``skipped``.
+    """
+
+    def __init__(self, sources: Sequence[SourceShards], batch_size: int, batches_per_rank: int,
+                 augment: AugmentConfig, out_res: int = 224, seed: int = 0, shuffle_buffer: int = 256,
+                 rank: int = 0, world_size: int = 1):
+        weights = np.array([s.weight for s in sources], dtype=np.float64)
+        if not len(sources) or (weights <= 0).any():
+            raise ValueError("MixedTrainStream needs at least one source and positive weights")
+        self.sources = list(sources)
+        self.source_names = [s.name for s in sources]
+        self.probs = weights / weights.sum()
+        self.batch_size, self.batches_per_rank = int(batch_size), int(batches_per_rank)
+        self.augment, self.out_res, self.seed = augment, int(out_res), int(seed)
+        self.shuffle_buffer = max(1, int(shuffle_buffer))
+        self.rank, self.world_size = int(rank), int(world_size)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.batches_per_rank
+
+    def _pass_members(self, s: int, pass_index: int, gid: int, total: int, skips: _Skips) -> Iterator[dict]:
+        """The members of source ``s`` that belong to global worker ``gid`` in one pass."""
+        urls = list(self.sources[s].urls)
+        order = np.random.default_rng([self.seed, self.epoch, s, pass_index, 7]).permutation(len(urls))
+        urls = [urls[i] for i in order]
+        if len(urls) >= total:
+            for url in urls[gid::total]:
+                yield from _members(url, skips)
+        else:
+            index = 0
+            for url in urls:
+                for members in _members(url, skips):
+                    if index % total == gid:
+                        yield members
+                    index += 1
+
+    def _source_stream(self, s: int, gid: int, total: int, rng: np.random.Generator, skips: _Skips) -> Iterator[Any]:
+        """Endless decoded samples of source ``s`` for this worker, through a shuffle buffer."""
+        buffer: list[dict] = []
+        pass_index, empty_passes = 0, 0
+        while True:
+            got = 0
+            for members in self._pass_members(s, pass_index, gid, total, skips):
+                got += 1
+                if len(buffer) < self.shuffle_buffer:
+                    buffer.append(members)
+                    continue
+                i = int(rng.integers(len(buffer)))
+                members, buffer[i] = buffer[i], members
+                sample = _decode(members, skips)
+                if sample is not None:
+                    yield sample
+            pass_index += 1
+            empty_passes = 0 if got else empty_passes + 1
+            if empty_passes >= 2 and not buffer:
+                raise RuntimeError(f"source {self.source_names[s]!r} has no readable samples for worker {gid} "
+                                   f"of {total}: every shard is empty or damaged")
+            rng.shuffle(buffer)
+            while len(buffer) > self.shuffle_buffer // 2:  # keep half, so passes mix at their border
+                sample = _decode(buffer.pop(), skips)
+                if sample is not None:
+                    yield sample
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        worker, workers, gid = worker_slot(self.rank, self.world_size)
+        total = workers * self.world_size
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker, 11])
+        skips = _Skips()
+        streams = [self._source_stream(s, gid, total, np.random.default_rng([self.seed, self.epoch, gid, s, 13]), skips)
+                   for s in range(len(self.sources))]
+        for _ in range(worker, self.batches_per_rank, workers):
+            items = []
+            for s in rng.choice(len(self.sources), size=self.batch_size, p=self.probs):
+                sample = next(streams[s])
+                params = sample_augment_params(rng, self.augment)
+                item = prepare_sample(_without_vertices(sample), params, self.out_res)
+                item["source"] = torch.tensor(int(s))
+                item["key"] = sample.key
+                items.append(item)
+            yield collate(items, skips.take())
+
+
+def _without_vertices(sample: Sample) -> Sample:
+    """Training does not use ground-truth meshes (and cannot mirror them); drop them before augmenting."""
+    return sample if sample.vertices is None else dataclasses.replace(sample, vertices=None)
+
+
+class EvalStream(IterableDataset):
+    """One evaluation set, every sample exactly once over all ranks and workers, in shard order.
+
+    ``counts[i]`` is the number of samples in ``urls[i]`` (see :func:`shard_sample_counts`). Batches may
+    be smaller at the end of each worker's range. Keys as :class:`MixedTrainStream` (``source`` is 0,
+    ``vertices`` kept).
+    """
+
+    def __init__(self, name: str, urls: Sequence[str], counts: Sequence[int], batch_size: int,
+                 out_res: int = 224, rank: int = 0, world_size: int = 1):
+        if len(urls) != len(counts):
+            raise ValueError("EvalStream needs one sample count per shard")
+        self.name, self.urls, self.counts = name, list(urls), [int(c) for c in counts]
+        self.batch_size, self.out_res = int(batch_size), int(out_res)
+        self.rank, self.world_size = int(rank), int(world_size)
+
+    @property
+    def num_samples(self) -> int:
+        return sum(self.counts)
+
+    def rank_range(self, rank: int) -> tuple[int, int]:
+        n = self.num_samples
+        return rank * n // self.world_size, (rank + 1) * n // self.world_size
+
+    def __len__(self) -> int:
+        """Batches this rank yields with one worker (with W workers, at most W - 1 more)."""
+        lo, hi = self.rank_range(self.rank)
+        return math.ceil((hi - lo) / self.batch_size)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        worker, workers, _ = worker_slot(self.rank, self.world_size)
+        lo, hi = self.rank_range(self.rank)
+        lo, hi = lo + worker * (hi - lo) // workers, lo + (worker + 1) * (hi - lo) // workers
+        skips = _Skips()
+        items: list[dict[str, Any]] = []
+        start = 0
+        for url, count in zip(self.urls, self.counts):
+            end, first = start + count, start
+            start = end
+            if end <= lo or first >= hi:
+                continue
+            for index, members in enumerate(_members(url, skips), start=first):
+                if index >= hi:
+                    break
+                if index < lo:
+                    continue
+                sample = _decode(members, skips)
+                if sample is None:
+                    continue
+                item = prepare_sample(sample, AugmentParams(), self.out_res)
+                item["source"] = torch.tensor(0)
+                item["key"] = sample.key
+                items.append(item)
+                if len(items) == self.batch_size:
+                    yield collate(items, skips.take())
+                    items = []
+        if items:
+            yield collate(items, skips.take())
+        elif skips.pending():
+            yield {"skipped": skips.take()}  # nothing left to batch, but the skips must still be reported
+
+
+def shard_sample_counts(urls: Sequence[str]) -> list[int]:
+    """Number of samples (distinct keys) in each shard, reading only the tar headers.
+
+    A damaged shard counts the samples before the damage (the reader will skip and report the rest).
+    """
+    import tarfile
+
+    from datamodules.shards import _MEMBER_RE
+
+    counts = []
+    for url in urls:
+        keys: set[str] = set()
+        try:
+            with tarfile.open(url, mode="r:") as tar:
+                for info in tar:
+                    match = _MEMBER_RE.match(info.name)
+                    if info.isreg() and match:
+                        keys.add(match.group(1))
+        except (tarfile.TarError, OSError, EOFError):
+            pass
+        counts.append(len(keys))
+    return counts
