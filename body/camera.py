@@ -270,3 +270,45 @@ def crop_rotation_3d(rotation_deg: Tensor) -> Tensor:
     out[:, :2, :2] = r2
     out[:, 2, 2] = 1.0
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Translation from 2D-3D correspondences
+# ----------------------------------------------------------------------------------------------
+def estimate_translation(points: Tensor, keypoints: Tensor, focal_length: Tensor | float,
+                         camera_center: Tensor, weights: Tensor | None = None) -> Tensor:
+    """Camera translation t that best projects ``points + t`` onto ``keypoints`` (weighted least squares).
+
+    Linear in t: u - c_x = f_x (X + t_x) / (Z + t_z) gives f_x t_x - (u - c_x) t_z = (u - c_x) Z - f_x X,
+    and the same for y; the rows are weighted by ``weights`` (e.g. keypoint confidences). This is the
+    translation SPIN computes for ground-truth SMPL fits (with f = 5000 and the crop centre).
+
+    Args:
+        points: (B, N, 3) body-frame points (e.g. joints of a posed body model without translation).
+        keypoints: (B, N, 2) pixels.
+        focal_length: float, (B,) or (B, 2).
+        camera_center: (2,) or (B, 2) pixels.
+        weights: (B, N) >= 0; None = all ones. At least 2 weighted points per sample are needed.
+    Returns:
+        (B, 3).
+    """
+    if points.dim() != 3 or points.shape[-1] != 3:
+        raise _shape_error("points", "(B, N, 3)", points)
+    b, n = points.shape[:2]
+    if keypoints.shape != (b, n, 2):
+        raise _shape_error("keypoints", f"(B, N, 2) = ({b}, {n}, 2)", keypoints)
+    dt = torch.float64
+    p, k = points.to(dt), keypoints.to(dt)
+    f = torch.as_tensor(focal_length, dtype=dt, device=p.device)
+    f = f.expand(b, 2) if f.dim() == 0 else (f[:, None].expand(b, 2) if f.shape == (b,) else f)
+    c = torch.as_tensor(camera_center, dtype=dt, device=p.device).expand(b, 2)
+    w = torch.ones(b, n, dtype=dt, device=p.device) if weights is None else weights.to(dt)
+    d = k - c[:, None]                                                         # (B, N, 2)
+    zeros = torch.zeros_like(d[..., 0])
+    rows_x = torch.stack([f[:, None, 0].expand(b, n), zeros, -d[..., 0]], -1)  # (B, N, 3)
+    rows_y = torch.stack([zeros, f[:, None, 1].expand(b, n), -d[..., 1]], -1)
+    a = torch.cat([rows_x, rows_y], 1) * torch.cat([w, w], 1)[..., None]      # (B, 2N, 3)
+    rhs = torch.cat([d[..., 0] * p[..., 2] - f[:, None, 0] * p[..., 0],
+                     d[..., 1] * p[..., 2] - f[:, None, 1] * p[..., 1]], 1) * torch.cat([w, w], 1)
+    t = torch.linalg.lstsq(a, rhs[..., None]).solution[..., 0]
+    return t.to(points.dtype)

@@ -186,3 +186,18 @@ def test_apply_affine_keeps_extra_channels_and_gradients():
     out.sum().backward()
     assert torch.isfinite(kp.grad).all()
     assert math.isclose(kp.grad[0, 0, 2].item(), 1.0)
+
+
+def test_estimate_translation_recovers_a_known_translation():
+    from body.camera import estimate_translation, perspective_projection
+    g = torch.Generator().manual_seed(0)
+    points = torch.randn(4, 24, 3, generator=g, dtype=torch.float64) * 0.4
+    t_true = torch.tensor([[0.1, -0.2, 5.0], [0.0, 0.3, 8.0], [-0.4, 0.1, 3.0], [0.2, 0.2, 12.0]], dtype=torch.float64)
+    focal = torch.tensor([[1000.0, 1000.0], [1500.0, 1480.0], [5000.0, 5000.0], [800.0, 800.0]], dtype=torch.float64)
+    centre = torch.tensor([[320.0, 240.0], [500.0, 500.0], [112.0, 112.0], [0.0, 10.0]], dtype=torch.float64)
+    kp = perspective_projection(points, t_true, focal, centre)
+    weights = torch.ones(4, 24, dtype=torch.float64)
+    weights[:, :5] = 0.0
+    kp[:, :5] += 100.0  # outliers with zero weight do not matter
+    t = estimate_translation(points, kp, focal, centre, weights)
+    assert torch.allclose(t, t_true, atol=1e-6)
