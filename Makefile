@@ -27,7 +27,7 @@ help:
 	@echo "make data          generate the synthetic data set -> data/synthetic (SIZE=1 SEED=0; skipped when up to date)"
 	@echo "make show-data     PNG grid of augmented training samples, one row per source -> outputs/data_grid.png"
 	@echo "make data-stats    draw 20,000 training samples and print per-source shares and skipped samples (JSON)"
-	@echo "make convert       SPIN-format npz + images -> shards: DATASET=h36m NPZ=... IMAGES=... OUT=... [ARGS=...]"
+	@echo "make convert       SPIN-format npz + images -> shards: DATASET=h36m NPZ=... IMAGES=... OUT=... [SPLIT=test MASKS=...]"
 	@echo "make bench         run the benchmarks -> bench/results/*.json (summarised in BENCHMARKS.md)"
 
 $(STAMP): pyproject.toml
@@ -72,8 +72,9 @@ data-stats: data
 
 convert: $(STAMP)
 	@test -n "$(DATASET)" -a -n "$(NPZ)" -a -n "$(IMAGES)" -a -n "$(OUT)" || \
-		{ echo "usage: make convert DATASET=h36m|mpi_inf_3dhp|lsp|lspet|mpii|coco|up3d|3dpw NPZ=file.npz IMAGES=root OUT=dir [ARGS=...]" >&2; exit 2; }
-	$(PY) -m datamodules.convert $(DATASET) --npz $(NPZ) --images $(IMAGES) --out $(OUT) $(ARGS)
+		{ echo "usage: make convert DATASET=h36m|mpi_inf_3dhp|lsp|lspet|mpii|coco|up3d|3dpw NPZ=file.npz IMAGES=root OUT=dir [SPLIT=train|test MASKS=root ARGS=...]" >&2; exit 2; }
+	$(PY) -m datamodules.convert $(DATASET) --npz $(NPZ) --images $(IMAGES) --out $(OUT) \
+		$(if $(SPLIT),--split $(SPLIT)) $(if $(MASKS),--masks $(MASKS)) $(ARGS)
 
 bench: $(STAMP) data
 	$(PY) scripts/bench_body.py --out bench/results/body.json
