@@ -1,0 +1,1 @@
+"""LightningModules of the suite (HMR, PyMAF, BiGraph) and their networks."""

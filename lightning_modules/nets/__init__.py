@@ -1,0 +1,1 @@
+"""Network building blocks: backbone, RoI Align, regressors, graph layers. Import submodules directly."""
