@@ -1,0 +1,105 @@
+"""Point-wise features of PyMAF (paper eq. 1): bilinear sampling at 2D points, a per-point MLP, concatenation.
+
+    phi_p = concat_{x in X} f(phi_s(x))
+
+Points are normalised crop coordinates in [-1, 1] (x right, y down; ``body.camera``'s convention, the one
+``grid_sample`` reads with ``align_corners=False``: -1 and +1 are the outer edges of the border pixels).
+Sampling pads with zeros outside the map (``grid_sample``'s default, as PyMAF), so a point on the crop's
+edge reads half the border pixel and a point outside reads zeros.
+
+The point MLP follows PyMAF's ``MAF_Extractor.reduce_dim`` (itself from PIFu's SurfaceClassifier): 1x1
+layers C -> 128 -> 64 -> 5 where every layer after the first ALSO reads the C-dimensional input feature
+again (layer inputs C, 128 + C, 64 + C), leaky ReLU (slope 0.01) after the hidden layers and a ReLU on the
+output. The paper's text only says "a three-layer MLP with hidden sizes (128, 64)"; this is what the code
+does. The 5-d outputs are flattened channel-major (all points' channel 0, then channel 1, ...), as PyMAF
+flattens its (B, 5, N) tensor.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+GRID_SIZE = 21  # 21 x 21 = 441 points, about the 431 vertices of the twice-down-sampled mesh
+MLP_DIMS = (128, 64, 5)
+
+
+def grid_points(size: int = GRID_SIZE, dtype: torch.dtype = torch.float32,
+                device: torch.device | str | None = None) -> Tensor:
+    """Uniform grid over the whole crop: (size * size, 2) normalised (x, y), x = linspace(-1, 1)[i],
+    y = linspace(-1, 1)[j] for point i * size + j (PyMAF's ``points_grid`` order: x slow, y fast)."""
+    line = torch.linspace(-1.0, 1.0, size, dtype=dtype, device=device)
+    xs, ys = torch.meshgrid(line, line, indexing="ij")
+    return torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=-1)
+
+
+def sample_points(feature: Tensor, points: Tensor) -> Tensor:
+    """Bilinear features at normalised points.
+
+    Args:
+        feature: (B, C, H, W).
+        points: (B, N, 2) normalised (x, y).
+    Returns:
+        (B, N, C); zeros contribute outside the map (``padding_mode="zeros"``, ``align_corners=False``).
+    """
+    if feature.dim() != 4:
+        raise ValueError(f"feature must have shape (B, C, H, W), got {tuple(feature.shape)}")
+    if points.dim() != 3 or points.shape[-1] != 2 or points.shape[0] != feature.shape[0]:
+        raise ValueError(f"points must have shape (B, N, 2) with B = {feature.shape[0]}, got {tuple(points.shape)}")
+    out = F.grid_sample(feature, points.to(feature.dtype).unsqueeze(2), mode="bilinear",
+                        padding_mode="zeros", align_corners=False)       # (B, C, N, 1)
+    return out[..., 0].transpose(1, 2)
+
+
+def flatten_channel_major(x: Tensor) -> Tensor:
+    """(B, N, D) -> (B, D * N), element [d * N + n] = x[:, n, d] (PyMAF's ``y.view(B, -1)`` of (B, D, N))."""
+    return x.transpose(1, 2).reshape(x.shape[0], -1)
+
+
+class PointMLP(nn.Module):
+    """PyMAF's per-point dimension reduction with the input re-injected at every layer after the first.
+
+    Args:
+        in_channels: C of the sampled features (256).
+        dims: output sizes of the layers (128, 64, 5).
+
+    (B, N, C) -> (B, N, dims[-1]), non-negative (final ReLU).
+    """
+
+    def __init__(self, in_channels: int, dims: Sequence[int] = MLP_DIMS) -> None:
+        super().__init__()
+        dims = tuple(int(d) for d in dims)
+        if not dims or min(dims) < 1 or in_channels < 1:
+            raise ValueError(f"in_channels and dims must be positive, got {in_channels}, {dims}")
+        self.in_channels = in_channels
+        self.out_channels = dims[-1]
+        widths_in = (in_channels,) + tuple(d + in_channels for d in dims[:-1])
+        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(widths_in, dims))
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = x
+        for i, layer in enumerate(self.layers):
+            y = layer(y if i == 0 else torch.cat([y, x], dim=-1))
+            if i < len(self.layers) - 1:
+                y = F.leaky_relu(y)
+        return F.relu(y)
+
+
+class PointFeatures(nn.Module):
+    """Eq. 1: sample a feature map at points, reduce each point with ``PointMLP``, concatenate.
+
+    ``forward(feature (B, C, H, W), points (B, N, 2))`` -> (B, dims[-1] * N).
+    """
+
+    def __init__(self, in_channels: int, dims: Sequence[int] = MLP_DIMS) -> None:
+        super().__init__()
+        self.mlp = PointMLP(in_channels, dims)
+
+    @property
+    def out_channels(self) -> int:
+        return self.mlp.out_channels
+
+    def forward(self, feature: Tensor, points: Tensor) -> Tensor:
+        return flatten_channel_major(self.mlp(sample_points(feature, points)))

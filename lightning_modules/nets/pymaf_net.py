@@ -1,0 +1,228 @@
+"""PyMAF (Zhang et al., ICCV 2021): ResNet-50, a deconvolution feature pyramid and a mesh alignment feedback loop.
+
+    c5 (2048 x 7 x 7) -> deconv -> 14 x 14 -> deconv -> 28 x 28 -> deconv -> 56 x 56   (256 channels each;
+                         ConvTranspose k4 s2 p1 without bias, BatchNorm, ReLU: PyMAF's RES_MODEL config)
+    Theta_0 = mean parameters
+    level t = 0 .. T-1:  X_t = 21 x 21 grid (t = 0) or the projection of the current mesh down-sampled twice
+                         (431 vertices, t > 0); phi_t = PointFeatures_t(map_t, X_t)   (5 x |X_t| numbers)
+                         Theta_{t+1} = Theta_t + R_t(phi_t, Theta_t), Theta_t DETACHED (PyMAF's code)
+    auxiliary head on the 56 x 56 map, training only (``iuv_head``).
+
+With T levels the maps are the last T of (14, 28, 56), so the last level always reads the 56 x 56 map
+(PyMAF's code: with N_ITER = 1 the three deconvolutions form one block, with 2 the first two do).
+Each level has its own point MLP and regressor (PyMAF's ``maf_extractor`` and ``regressor`` lists).
+
+Ablation switches (the paper's Tables 4-6):
+  feedback      "mesh_aligned" (PyMAF) | "grid" (every level samples the 21 x 21 grid of its map) |
+                "global" (every level reads the average-pooled c5 feature, as HMR).
+  pyramid       True: level t reads map t and has its own MLP and regressor. False (Table 4's "non-pyramidal"
+                rows): every level reads the 56 x 56 map and ONE point MLP and ONE regressor are iterated (the
+                table's "# Regressor = 1"); mesh-aligned features then start from the mean-pose mesh at t = 0.
+                With "global" feedback the maps are unused and pyramid only sets the regressor count.
+  aux           "iuv" (part index + U, V) | "part_seg" (part index only) | "none".
+  init_features "grid" | "mesh" (Table 6): what level 0 samples under mesh-aligned feedback; "mesh" projects
+                the mean-pose mesh with the mean camera. Default: "grid" with pyramid, "mesh" without.
+  n_levels      T (1..3 with pyramid; any positive number of iterations without).
+
+Mesh vertices for the feedback (``mesh_forward``): "downsampled" skins the 431 vertices directly
+(``DownsampledBody``; equal to the full forward + down-sampling to <= 4e-7 m, the paper's suggested speed-up);
+"full" runs the body model on the whole mesh and down-samples, as PyMAF's code does. Either way the last
+level's estimate needs no mesh here: the LightningModule runs the full body model on every estimate.
+
+``forward(image (B, 3, H, W))`` returns
+    {"iterations": [estimate] * T (last = final), "initial": estimate of Theta_0,
+     "sampled_points": [(B, N_t, 2) normalised points, or None for global feedback] * T,
+     "iuv": IUVHead output at 56 x 56 (only in training mode and with aux != "none")}
+with each estimate {"pose_6d" (B, 144), "pose_rotmat" (B, 24, 3, 3), "betas" (B, 10), "cam" (B, 3)}.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from torch import Tensor, nn
+
+from body.camera import project_to_normalized_crop
+from body.rotations import rot6d_to_rotmat
+from lightning_modules.nets.downsampled_body import DownsampledBody
+from lightning_modules.nets.iuv_head import IUVHead
+from lightning_modules.nets.mesh_aligned import GRID_SIZE, MLP_DIMS, PointFeatures, grid_points
+from lightning_modules.nets.regressor import (
+    IterativeRegressor, mean_theta_from_body, split_theta, theta_to_estimate,
+)
+
+FEEDBACKS = ("mesh_aligned", "grid", "global")
+AUX = ("iuv", "part_seg", "none")
+INIT_FEATURES = ("grid", "mesh")
+MESH_FORWARDS = ("downsampled", "full")
+NUM_DECONV = 3
+MESH_LEVEL = 2  # hierarchy level of the sampled mesh (6890 -> 1723 -> 431)
+
+
+class DeconvPyramid(nn.Module):
+    """Three deconvolution blocks (ConvTranspose2d k4 s2 p1 no bias, BatchNorm, ReLU), each doubling the size.
+
+    ``forward(c5 (B, C_in, h, w))`` -> [(B, C, 2h, 2w), (B, C, 4h, 4w), (B, C, 8h, 8w)]; 14, 28, 56 for 7 x 7.
+    """
+
+    def __init__(self, in_channels: int, channels: int = 256, num_layers: int = NUM_DECONV) -> None:
+        super().__init__()
+        blocks = []
+        for i in range(num_layers):
+            blocks.append(nn.Sequential(
+                nn.ConvTranspose2d(in_channels if i == 0 else channels, channels, kernel_size=4, stride=2,
+                                   padding=1, output_padding=0, bias=False),
+                nn.BatchNorm2d(channels, momentum=0.1),
+                nn.ReLU(inplace=True),
+            ))
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        maps = []
+        for block in self.blocks:
+            x = block(x)
+            maps.append(x)
+        return maps
+
+
+@dataclass(frozen=True)
+class LevelPlan:
+    """What level t does: ``sampling`` "grid" | "mesh" | "global", the pyramid map it reads (index into
+    ``DeconvPyramid``'s output, None for global) and the MLP / regressor it uses (``module``)."""
+
+    sampling: str
+    map_index: int | None
+    module: int
+
+
+def plan_levels(n_levels: int, feedback: str, pyramid: bool, init_features: str) -> tuple[LevelPlan, ...]:
+    """The per-level plan of the switches (see the module docstring)."""
+    plans = []
+    for t in range(n_levels):
+        if feedback == "global":
+            sampling = "global"
+        elif feedback == "grid":
+            sampling = "grid"
+        else:
+            sampling = "mesh" if (t > 0 or init_features == "mesh") else "grid"
+        map_index = None if sampling == "global" else (NUM_DECONV - n_levels + t if pyramid else NUM_DECONV - 1)
+        plans.append(LevelPlan(sampling, map_index, t if pyramid else 0))
+    return tuple(plans)
+
+
+def _resolve_init_features(feedback: str, pyramid: bool, init_features: str | None) -> str:
+    if feedback == "mesh_aligned":
+        init = init_features or ("grid" if pyramid else "mesh")
+        if init not in INIT_FEATURES:
+            raise ValueError(f"init_features must be one of {INIT_FEATURES}, got {init_features!r}")
+        if not pyramid and init == "grid":
+            raise ValueError("pyramid=False iterates one regressor, so every level needs the same number of "
+                             "points: use init_features='mesh' with mesh-aligned feedback (the paper's setting)")
+        return init
+    if init_features not in (None, "grid"):
+        raise ValueError(f"init_features={init_features!r} needs feedback='mesh_aligned' (got {feedback!r})")
+    return "grid"
+
+
+class PyMAFNet(nn.Module):
+    """PyMAF's network with the paper's ablation switches.
+
+    Args:
+        backbone: a ``ResNet50`` (``forward_features(image)["c5"]``, ``feature_dim``).
+        body_model: the ``BodyModel``: mean parameters, mesh hierarchy, and the mesh of each estimate.
+        n_levels, feedback, pyramid, aux, init_features: see the module docstring.
+        deconv_channels: C of the pyramid (256; smaller for CPU tests).
+        mlp_dims: point MLP sizes after the C input (128, 64, 5).
+        grid_size: grid points per side (21).
+        mesh_forward: "downsampled" | "full" (see the module docstring).
+    """
+
+    def __init__(self, backbone: nn.Module, body_model: nn.Module, n_levels: int = 3,
+                 feedback: str = "mesh_aligned", pyramid: bool = True, aux: str = "iuv",
+                 init_features: str | None = None, deconv_channels: int = 256,
+                 mlp_dims: Sequence[int] = MLP_DIMS, grid_size: int = GRID_SIZE,
+                 mesh_forward: str = "downsampled") -> None:
+        super().__init__()
+        if feedback not in FEEDBACKS:
+            raise ValueError(f"feedback must be one of {FEEDBACKS}, got {feedback!r}")
+        if aux not in AUX:
+            raise ValueError(f"aux must be one of {AUX}, got {aux!r}")
+        if mesh_forward not in MESH_FORWARDS:
+            raise ValueError(f"mesh_forward must be one of {MESH_FORWARDS}, got {mesh_forward!r}")
+        max_levels = NUM_DECONV if pyramid else None
+        if n_levels < 1 or (max_levels is not None and n_levels > max_levels):
+            raise ValueError(f"n_levels must be in 1..{NUM_DECONV} with the pyramid (>= 1 without), got {n_levels}")
+        self.feedback, self.pyramid, self.aux, self.n_levels = feedback, pyramid, aux, n_levels
+        self.init_features = _resolve_init_features(feedback, pyramid, init_features)
+        self.mesh_forward = mesh_forward
+        self.plan = plan_levels(n_levels, feedback, pyramid, self.init_features)
+
+        self.backbone = backbone
+        uses_maps = feedback != "global" or aux != "none"
+        self.deconv = DeconvPyramid(backbone.feature_dim, deconv_channels) if uses_maps else None
+        self.iuv_head = None if aux == "none" else IUVHead(deconv_channels, with_uv=aux == "iuv")
+
+        self.register_buffer("grid", grid_points(grid_size), persistent=False)
+        self.mesh_body = self.body_model = None
+        if feedback == "mesh_aligned":
+            if mesh_forward == "downsampled":
+                self.mesh_body = DownsampledBody(body_model, MESH_LEVEL)
+            else:
+                self.body_model = body_model
+        n_mesh_points = body_model.hierarchy.num_vertices[MESH_LEVEL]
+
+        mean_theta = mean_theta_from_body(body_model)
+        n_modules = n_levels if pyramid else 1
+        self.point_features = nn.ModuleList()
+        self.regressors = nn.ModuleList()
+        for m in range(n_modules):
+            sampling = self.plan[m].sampling if pyramid else self.plan[-1].sampling
+            if sampling == "global":
+                in_features = backbone.feature_dim
+            else:
+                self.point_features.append(PointFeatures(deconv_channels, mlp_dims))
+                n_points = grid_size ** 2 if sampling == "grid" else n_mesh_points
+                in_features = int(mlp_dims[-1]) * n_points
+            self.regressors.append(IterativeRegressor(in_features, 1, mean_theta))
+
+    def pyramid_maps(self, image: Tensor) -> list[Tensor]:
+        """(B, 3, H, W) -> the three deconvolution maps [(B, C, H/16, W/16), (B, C, H/8, W/8), (B, C, H/4, W/4)]."""
+        if self.deconv is None:
+            raise RuntimeError("this PyMAFNet has no feature pyramid (global feedback without auxiliary head)")
+        return self.deconv(self.backbone.forward_features(image)["c5"])
+
+    def mesh_points(self, theta: Tensor) -> Tensor:
+        """Projected vertices of the twice down-sampled mesh of an estimate: (B, 157) -> (B, V_2, 2) normalised."""
+        pose_6d, betas, cam = split_theta(theta)
+        rotmat = rot6d_to_rotmat(pose_6d.reshape(-1, 24, 6))
+        if self.mesh_body is not None:
+            vertices = self.mesh_body(betas, rotmat)
+        elif self.body_model is not None:
+            full = self.body_model(betas, rotmat[:, 1:], rotmat[:, :1]).vertices
+            vertices = self.body_model.hierarchy.downsample(full, 0, MESH_LEVEL)
+        else:
+            raise RuntimeError("mesh points need feedback='mesh_aligned'")
+        return project_to_normalized_crop(vertices, cam)
+
+    def forward(self, image: Tensor) -> dict:
+        b = image.shape[0]
+        c5 = self.backbone.forward_features(image)["c5"]
+        with_aux = self.training and self.iuv_head is not None
+        maps = self.deconv(c5) if self.deconv is not None and (self.feedback != "global" or with_aux) else None
+        pooled = c5.mean(dim=(2, 3)) if self.feedback == "global" else None
+
+        theta = self.regressors[0].initial_theta(b)
+        out = {"initial": theta_to_estimate(theta), "iterations": [], "sampled_points": []}
+        for level in self.plan:
+            theta_in = theta.detach()  # each level's estimate feeds the next without gradient
+            if level.sampling == "global":
+                points, features = None, pooled
+            else:
+                points = self.grid.expand(b, -1, -1) if level.sampling == "grid" else self.mesh_points(theta_in)
+                features = self.point_features[level.module](maps[level.map_index], points)
+            theta = self.regressors[level.module].step(features, theta_in)
+            out["iterations"].append(theta_to_estimate(theta))
+            out["sampled_points"].append(points)
+        if with_aux:
+            out["iuv"] = self.iuv_head(maps[-1])
+        return out
