@@ -1,0 +1,219 @@
+"""Graph layers on a fixed graph (Kipf & Welling 2017; GraphCMR, Kolotouros et al. 2019).
+
+Features are channels-first, ``(B, C, N)`` for N nodes (GraphCMR's layout, what ``nn.GroupNorm`` wants).
+
+    GraphLinear        X -> W X + b           per-node linear layer ("a graph convolution whose
+                                               adjacency is the identity", BiGraph 4.3.4)
+    GraphConvolution   X -> A X W + b         BiGraph eq. (2), A a fixed row-normalised (N, N) adjacency
+    GraphResBlock      x + lin2(GN-ReLU(conv(GN-ReLU(lin1(GN-ReLU(x))))))    (skip(x) when C_in != C_out)
+
+Block ordering. BiGraph (4.3.4): "Each block consists of a sequence of a graph linear layer, a graph
+convolution layer, and another graph linear layer, with a residual connection from the input directly to
+the output of this block. Each layer follows a group normalization layer and ReLU." We read "each layer
+follows a GroupNorm and ReLU" literally (the layer comes after them), i.e. pre-activation, which is
+exactly GraphCMR's ``GraphResBlock`` (and 4.3.1 says the mesh graph module "is identical to graph
+layers of GraphCMR"). Widths are GraphCMR's bottleneck: C_in -> C_out / 2 -> C_out / 2 -> C_out; the
+skip is a GraphLinear only when C_in != C_out. GroupNorm uses 8 channels per group (GraphCMR: C // 8
+groups); see ``group_norm`` for channel counts that 8 does not divide.
+
+Initialisation is GraphCMR's: GraphLinear W, b ~ U(-1 / (C_in C_out), +1 / (C_in C_out)) (nearly zero,
+so every residual block starts close to the identity); GraphConvolution W, b ~ U(-s, s) with
+s = 6 / sqrt(C_in + C_out).
+
+Adjacency storage. A sparse adjacency is kept as two dense buffers (indices (2, E), values (E,)) and
+rebuilt as a sparse COO tensor at each call: ``DistributedDataParallel`` broadcasts module buffers at
+construction and cannot broadcast sparse tensors ("No support for sparse tensors"), and the rebuild is
+free (no copy of the data). A dense adjacency is one buffer. Buffers are non-persistent: the graph comes
+from the body model given at construction, not from checkpoints. The sparse product runs on any device in
+the adjacency's dtype (float32 unless the module is converted); half-precision features under autocast are
+cast up for it and back down.
+
+Per-node products are kernel-1 ``conv1d`` calls: contiguous in and out. ``torch.matmul(W, x)`` on
+(B, C, N) folds batch and nodes with a transposed copy on each side (measured ~1.6x slower for the whole
+BiGraph network at batch 1 on CPU).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+# ----------------------------------------------------------------------------------------------
+# Pure functions
+# ----------------------------------------------------------------------------------------------
+def graph_matmul(adjacency: Tensor, x: Tensor) -> Tensor:
+    """Apply a node operator along the node axis: out[b, c, i] = sum_j A[i, j] x[b, c, j].
+
+    Args:
+        adjacency: (N_out, N_in) dense or sparse COO (need not be square: up-sampling, bipartite graphs).
+        x: (B, C, N_in).
+    Returns:
+        (B, C, N_out), dtype of ``x``.
+    """
+    if x.dim() != 3 or x.shape[-1] != adjacency.shape[1]:
+        raise ValueError(f"x must be (B, C, {adjacency.shape[1]}), got {tuple(x.shape)}")
+    if not adjacency.is_sparse:
+        return torch.matmul(x, adjacency.to(x.dtype).t())
+    b, c, n = x.shape
+    flat = x.reshape(b * c, n).t().to(adjacency.dtype)                          # (N_in, B C), a view
+    out = torch.sparse.mm(adjacency, flat)                                      # (N_out, B C)
+    # One copy back to a contiguous (B, C, N_out): later per-node ops would otherwise copy repeatedly.
+    return out.t().reshape(b, c, -1).contiguous().to(x.dtype)
+
+
+def row_normalize(matrix: Tensor) -> Tensor:
+    """RowNorm(M) = M / (row sums of M). (..., N, M) -> (..., N, M); rows must not sum to zero."""
+    return matrix / matrix.sum(dim=-1, keepdim=True)
+
+
+def num_groups(channels: int, channels_per_group: int = 8) -> int:
+    """GroupNorm groups: channels // channels_per_group (GraphCMR), lowered to the nearest divisor of
+    ``channels`` (at least 1) so that small test widths work."""
+    groups = max(1, channels // channels_per_group)
+    while channels % groups:
+        groups -= 1
+    return groups
+
+
+def group_norm(channels: int, channels_per_group: int = 8) -> nn.GroupNorm:
+    """``nn.GroupNorm`` with ``num_groups(channels, channels_per_group)`` groups."""
+    return nn.GroupNorm(num_groups(channels, channels_per_group), channels)
+
+
+# ----------------------------------------------------------------------------------------------
+# Layers
+# ----------------------------------------------------------------------------------------------
+class GraphLinear(nn.Module):
+    """Per-node linear layer (a 1x1 convolution over nodes): (B, C_in, N) -> (B, C_out, N).
+
+    ``W`` (C_out, C_in) and ``b`` (C_out,), GraphCMR's names, shapes and initialisation.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.W = nn.Parameter(torch.empty(out_channels, in_channels))
+        self.b = nn.Parameter(torch.empty(out_channels))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / (self.in_channels * self.out_channels)
+        nn.init.uniform_(self.W, -bound, bound)
+        nn.init.uniform_(self.b, -bound, bound)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C_in, N) -> (B, C_out, N)."""
+        return F.conv1d(x, self.W[:, :, None], self.b)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels} -> {self.out_channels}"
+
+
+class GraphConvolution(nn.Module):
+    """X -> A X W + b on a fixed (N, N) adjacency A (BiGraph eq. (2)): (B, C_in, N) -> (B, C_out, N).
+
+    Args:
+        in_channels, out_channels: C_in, C_out.
+        adjacency: (N, N) dense or sparse normalised adjacency, stored as non-persistent buffers
+            (module docstring); or None, and every ``forward`` call passes one.
+        bias: add a per-channel bias.
+    ``forward(x, adjacency)`` runs the same weights with another operator, which may be rectangular
+    (N_out, N_in): weight sharing between graphs, bipartite graphs, pooling.
+    ``weight`` is (C_in, C_out) as W in eq. (2).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, adjacency: Tensor | None,
+                 bias: bool = True) -> None:
+        super().__init__()
+        if adjacency is not None and (adjacency.dim() != 2 or adjacency.shape[0] != adjacency.shape[1]):
+            raise ValueError(f"adjacency must be (N, N), got {tuple(adjacency.shape)}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.num_nodes = None if adjacency is None else adjacency.shape[0]
+        self.sparse = adjacency is not None and adjacency.is_sparse
+        if adjacency is None:
+            pass
+        elif self.sparse:
+            a = adjacency.coalesce()
+            self.register_buffer("adjacency_indices", a.indices().clone(), persistent=False)
+            self.register_buffer("adjacency_values", a.values().float().clone(), persistent=False)
+        else:
+            self.register_buffer("adjacency_dense", adjacency.float().clone(), persistent=False)
+        self.weight = nn.Parameter(torch.empty(in_channels, out_channels))
+        self.register_parameter("bias", nn.Parameter(torch.empty(out_channels)) if bias else None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 6.0 / math.sqrt(self.in_channels + self.out_channels)
+        nn.init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    @property
+    def adjacency(self) -> Tensor | None:
+        """The stored (N, N) operator: sparse COO (coalesced) or dense, on the module's device."""
+        if self.num_nodes is None:
+            return None
+        if not self.sparse:
+            return self.adjacency_dense
+        n = self.num_nodes
+        return torch.sparse_coo_tensor(self.adjacency_indices, self.adjacency_values, (n, n),
+                                       is_coalesced=True, check_invariants=False)   # coalesced when stored
+
+    def forward(self, x: Tensor, adjacency: Tensor | None = None) -> Tensor:
+        """(B, C_in, N_in) -> (B, C_out, N_out); ``adjacency`` (N_out, N_in) replaces the stored one."""
+        a = self.adjacency if adjacency is None else adjacency
+        if a is None:
+            raise ValueError("this GraphConvolution stores no adjacency: pass one to forward")
+        w = self.weight.t()[:, :, None]                                          # (C_out, C_in, 1)
+        if self.out_channels <= self.in_channels:                                # cheaper order first
+            y = graph_matmul(a, F.conv1d(x, w))
+        else:
+            y = F.conv1d(graph_matmul(a, x), w)
+        return y if self.bias is None else y + self.bias[:, None]
+
+    def extra_repr(self) -> str:
+        kind = "given per call" if self.num_nodes is None else "sparse" if self.sparse else "dense"
+        return f"{self.in_channels} -> {self.out_channels}, nodes={self.num_nodes} ({kind})"
+
+
+class GraphResBlock(nn.Module):
+    """Pre-activation graph bottleneck block (module docstring): (B, C_in, N) -> (B, C_out, N).
+
+        y = lin2(ReLU(GN(conv(ReLU(GN(lin1(ReLU(GN(x)))))))))
+        out = skip(x) + y,  skip = identity if C_in == C_out else GraphLinear(C_in, C_out)
+
+    ``forward(x, adjacency)`` runs the same weights on another graph (BiGraph's weight sharing between
+    the skeleton and mesh graphs); ``residual(x)`` is y alone.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, adjacency: Tensor,
+                 channels_per_group: int = 8) -> None:
+        super().__init__()
+        mid = out_channels // 2
+        if mid < 1:
+            raise ValueError(f"out_channels must be at least 2, got {out_channels}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.pre_norm = group_norm(in_channels, channels_per_group)
+        self.lin1 = GraphLinear(in_channels, mid)
+        self.norm1 = group_norm(mid, channels_per_group)
+        self.conv = GraphConvolution(mid, mid, adjacency)
+        self.norm2 = group_norm(mid, channels_per_group)
+        self.lin2 = GraphLinear(mid, out_channels)
+        self.skip = GraphLinear(in_channels, out_channels) if in_channels != out_channels else None
+
+    def residual(self, x: Tensor, adjacency: Tensor | None = None) -> Tensor:
+        """The residual branch y: (B, C_in, N) -> (B, C_out, N)."""
+        y = self.lin1(F.relu(self.pre_norm(x)))
+        y = self.conv(F.relu(self.norm1(y)), adjacency)
+        return self.lin2(F.relu(self.norm2(y)))
+
+    def forward(self, x: Tensor, adjacency: Tensor | None = None) -> Tensor:
+        """(B, C_in, N) -> (B, C_out, N)."""
+        shortcut = x if self.skip is None else self.skip(x)
+        return shortcut + self.residual(x, adjacency)
