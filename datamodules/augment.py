@@ -126,14 +126,16 @@ def _rotated_camera(camera: dict, image_to_input: np.ndarray, rot3: np.ndarray) 
 
 
 def crop_to_input(sample: Sample, rotation_deg: float = 0.0, scale: float = 1.0,
-                  out_res: int = 224) -> dict[str, torch.Tensor]:
+                  out_res: int = 224, gain: tuple[float, float, float] | None = None) -> dict[str, torch.Tensor]:
     """Resample a stored sample into the network input frame, rotating and scaling about the box centre.
 
-    Returns the per-sample dict (see :func:`prepare_sample`) without flip or pixel gain.
+    Returns the per-sample dict (see :func:`prepare_sample`) without flip; ``gain`` (per-channel pixel
+    gain) is applied in the same pass as the resampling.
     """
     to_input = crop_to_input_affine(sample.crop_size, sample.crop_context, rotation_deg, scale, out_res)
     to_crop = invert_affine_np(to_input)
-    image = warp_image(sample.image, to_crop, (out_res, out_res), "bilinear")
+    levels = None if gain is None or tuple(gain) == (1.0, 1.0, 1.0) else gain_levels(gain)
+    image = warp_image(sample.image, to_crop, (out_res, out_res), "bilinear", levels=levels)
     out: dict[str, torch.Tensor] = {"img": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))}
 
     def keypoints(kp: np.ndarray) -> torch.Tensor:
@@ -195,14 +197,10 @@ def flip_input(item: dict[str, torch.Tensor], out_res: int = 224) -> dict[str, t
     return out
 
 
-def apply_gain(img: torch.Tensor, gain: tuple[float, float, float]) -> torch.Tensor:
-    """(3, H, W) uint8 -> the same with channel c scaled by gain[c], clipped to [0, 255] (SPIN's noise)."""
-    if gain == (1.0, 1.0, 1.0):
-        return img
+def gain_levels(gain: tuple[float, float, float]) -> np.ndarray:
+    """(3, 256) uint8 lookup tables: level v of channel c -> clip(round(v gain[c]), 0, 255) (SPIN's noise)."""
     levels = np.arange(256, dtype=np.float64)
-    luts = [np.clip(np.rint(levels * g), 0, 255).astype(np.uint8) for g in gain]
-    channels = img.numpy()
-    return torch.from_numpy(np.stack([lut[c] for lut, c in zip(luts, channels)]))
+    return np.stack([np.clip(np.rint(levels * g), 0, 255) for g in gain]).astype(np.uint8)
 
 
 def prepare_sample(sample: Sample, params: AugmentParams = AugmentParams(), out_res: int = 224) -> dict[str, torch.Tensor]:
@@ -226,8 +224,5 @@ def prepare_sample(sample: Sample, params: AugmentParams = AugmentParams(), out_
     vertices            (V, 3) float32      only when the sample has them (evaluation sets)
     ==================  ==================  =========================================================
     """
-    item = crop_to_input(sample, params.rotation_deg, params.scale, out_res)
-    if params.flip:
-        item = flip_input(item, out_res)
-    item["img"] = apply_gain(item["img"], params.gain)
-    return item
+    item = crop_to_input(sample, params.rotation_deg, params.scale, out_res, params.gain)
+    return flip_input(item, out_res) if params.flip else item

@@ -7,7 +7,7 @@ import torch
 
 from body.camera import normalized_to_pixels
 from body.joints import SPIN49_FLIP_PERM
-from datamodules.augment import (AugmentConfig, AugmentParams, apply_gain, crop_to_input, flip_input,
+from datamodules.augment import (AugmentConfig, AugmentParams, crop_to_input, flip_input, gain_levels,
                                  prepare_sample, sample_augment_params)
 from datamodules.warp import apply_affine_np
 
@@ -112,12 +112,17 @@ def test_input_to_image_maps_back_to_original_pixels(body_model):
         assert np.abs(back - original[perm]).max() < 1e-2
 
 
-def test_gain_scales_channels_and_clips():
-    img = torch.tensor([[[0, 100, 200]], [[0, 100, 200]], [[50, 150, 250]]], dtype=torch.uint8)
-    out = apply_gain(img, (1.4, 0.6, 1.0))
-    assert out[0].tolist() == [[0, 140, 255]]
-    assert out[1].tolist() == [[0, 60, 120]]
-    assert out[2].tolist() == img[2].tolist()
+def test_gain_scales_channels_and_clips(body_model):
+    levels = gain_levels((1.4, 0.6, 1.0))
+    assert levels[0, [0, 100, 200]].tolist() == [0, 140, 255]
+    assert levels[1, [0, 100, 200]].tolist() == [0, 60, 120]
+    assert levels[2].tolist() == list(range(256))
+    sample = camera_sample(body_model, 4)
+    sample.image[:] = np.random.default_rng(0).integers(0, 256, sample.image.shape, dtype=np.uint8)
+    plain = prepare_sample(sample, AugmentParams(rotation_deg=12.0, flip=True), RES)["img"].numpy()
+    gained = prepare_sample(sample, AugmentParams(rotation_deg=12.0, flip=True, gain=(1.4, 0.6, 1.0)), RES)["img"]
+    expected = np.stack([levels[c][plain[c]] for c in range(3)])
+    assert np.array_equal(gained.numpy(), expected)
 
 
 def test_augment_statistics_follow_spin():
