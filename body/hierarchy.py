@@ -269,6 +269,18 @@ def build_mesh_hierarchy(
     return MeshHierarchyArrays(all_faces, adj, down, up)
 
 
+def _coo_buffers(m: sp.spmatrix) -> tuple[torch.Tensor, torch.Tensor]:
+    """A scipy sparse matrix as the dense parts of a coalesced COO tensor.
+
+    Returns:
+        indices: (2, E) int64, rows then columns, lexicographically sorted without duplicates
+            (the order ``torch.Tensor.coalesce`` produces);
+        values: (E,) float32.
+    """
+    t = _sparse_to_torch(m)
+    return t.indices().clone(), t.values().clone()
+
+
 def _sparse_to_torch(m: sp.spmatrix) -> torch.Tensor:
     coo = m.tocoo()
     idx = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
@@ -280,21 +292,44 @@ class MeshHierarchy(torch.nn.Module):
 
     Buffers move with ``.to(device)``; down-sampling is a gather (``D`` selects vertices),
     up-sampling a sparse product.
+
+    Storage. The sparse operators (normalised adjacency per level, up-sampling per level) are kept
+    as dense buffers: ``<name>_indices`` (2, E) int64 and ``<name>_values`` (E,) float32, coalesced,
+    and wrapped into a sparse COO tensor on each use (no copy: ``is_coalesced=True`` over the same
+    storage). ``DistributedDataParallel`` broadcasts every module buffer at construction and refuses
+    sparse ones ("No support for sparse tensors"), so a module holding a ``BodyModel`` could not be
+    wrapped otherwise. All buffers are non-persistent: the hierarchy comes from the asset set, not
+    from checkpoints, so ``state_dict`` is unchanged.
     """
 
     def __init__(self, arrays: MeshHierarchyArrays):
         super().__init__()
         self.arrays = arrays
         self.num_levels = len(arrays.faces)
+        self._shapes: dict[str, tuple[int, int]] = {}
         for l, f in enumerate(arrays.faces):
             self.register_buffer(f"faces_{l}", torch.from_numpy(f.astype(np.int64)), persistent=False)
-            self.register_buffer(
-                f"adjacency_{l}", _sparse_to_torch(normalized_adjacency(arrays.adjacency[l])), persistent=False
-            )
+            self._register_sparse(f"adjacency_{l}", normalized_adjacency(arrays.adjacency[l]))
         for l, d in enumerate(arrays.down):
             # D selects one vertex per row: its CSR column indices, in row order, are the kept vertices.
             self.register_buffer(f"down_index_{l}", torch.from_numpy(d.tocsr().indices.astype(np.int64)), persistent=False)
-            self.register_buffer(f"up_{l}", _sparse_to_torch(arrays.up[l]), persistent=False)
+            self._register_sparse(f"up_{l}", arrays.up[l])
+
+    def _register_sparse(self, name: str, m: sp.spmatrix) -> None:
+        indices, values = _coo_buffers(m)
+        self.register_buffer(f"{name}_indices", indices, persistent=False)
+        self.register_buffer(f"{name}_values", values, persistent=False)
+        self._shapes[name] = tuple(int(s) for s in m.shape)
+
+    def _sparse(self, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The operator ``name`` as a coalesced sparse COO tensor on the buffers' device.
+
+        ``dtype`` None keeps the stored dtype (float32 unless the module was converted)."""
+        values = getattr(self, f"{name}_values")
+        if dtype is not None:
+            values = values.to(dtype)
+        return torch.sparse_coo_tensor(getattr(self, f"{name}_indices"), values, self._shapes[name],
+                                       is_coalesced=True, check_invariants=False)  # coalesced when stored
 
     @property
     def num_vertices(self) -> list[int]:
@@ -305,8 +340,8 @@ class MeshHierarchy(torch.nn.Module):
         return getattr(self, f"faces_{level}")
 
     def normalized_adjacency(self, level: int) -> torch.Tensor:
-        """Row-normalised adjacency with self-loops, sparse (V_level, V_level)."""
-        return getattr(self, f"adjacency_{level}")
+        """Row-normalised adjacency with self-loops, sparse COO, coalesced (V_level, V_level)."""
+        return self._sparse(f"adjacency_{level}")
 
     def downsample(self, x: torch.Tensor, from_level: int = 0, to_level: int = 1) -> torch.Tensor:
         """(B, V_from, C) -> (B, V_to, C) by vertex selection."""
@@ -317,8 +352,8 @@ class MeshHierarchy(torch.nn.Module):
     def upsample(self, x: torch.Tensor, from_level: int = 1, to_level: int = 0) -> torch.Tensor:
         """(B, V_from, C) -> (B, V_to, C) by barycentric interpolation."""
         for l in range(from_level - 1, to_level - 1, -1):
-            u = getattr(self, f"up_{l}")
+            u = self._sparse(f"up_{l}", x.dtype)
             b, v, c = x.shape
             flat = x.transpose(0, 1).reshape(v, b * c)
-            x = torch.sparse.mm(u.to(x.dtype), flat).reshape(u.shape[0], b, c).transpose(0, 1)
+            x = torch.sparse.mm(u, flat).reshape(u.shape[0], b, c).transpose(0, 1)
         return x
