@@ -119,6 +119,19 @@ class BodyModel(torch.nn.Module):
         """(B, V, 3) -> (B, 17, 3) COCO keypoints."""
         return self._regress(self.J_regressor_coco, vertices)
 
+    def keypoints49_from_vertices(self, vertices: torch.Tensor) -> torch.Tensor:
+        """(B, V, 3) any mesh (e.g. a non-parametric prediction) -> (B, 49, 3) SPIN keypoints, regressed.
+
+        The 24 skeleton joints come from the joint regressor applied to the mesh (GraphCMR's
+        ``get_joints``), the rest as in :meth:`forward` (selected vertices, ``J_regressor_extra``). For a
+        posed body-model mesh this differs from :meth:`forward`'s kinematic joints by the regressor's
+        error on posed meshes (a few mm).
+        """
+        joints24 = self._regress(self.smpl.J_regressor, vertices)
+        selected = vertices.index_select(1, self.smpl.vertex_joint_selector.extra_joints_idxs)
+        extra = self._regress(self.J_regressor_extra, vertices)
+        return torch.cat([joints24, selected, extra], dim=1).index_select(1, self.spin49_index)
+
     def rest_joints(self, betas: torch.Tensor) -> torch.Tensor:
         """(B, 10) -> (B, 24, 3) skeleton joints of the shaped body in rest pose."""
         v = self.smpl.v_template + torch.einsum("bk,vdk->bvd", betas, self.smpl.shapedirs)

@@ -265,3 +265,18 @@ def test_manifest_joint_regressor_error_below_10mm(assets):
     assert abs(np.mean(per_joint) - fit["joint_regressor_heldout_mean_mm"]) < 0.05
     assert assets.manifest["num_vertices"] == assets.num_vertices
     assert assets.manifest["num_faces"] == len(assets.faces)
+
+
+def test_keypoints_regressed_from_the_rest_mesh_equal_the_forward_keypoints():
+    """At zero pose the joint regressor on the mesh gives the kinematic joints exactly (posed: a few mm)."""
+    import torch
+
+    from body.model import BodyModel
+    body = BodyModel.from_config("open")
+    betas = torch.randn(2, 10, generator=torch.Generator().manual_seed(0))
+    out = body(betas=betas, body_pose=torch.zeros(2, 69), global_orient=torch.zeros(2, 3))
+    assert torch.allclose(body.keypoints49_from_vertices(out.vertices), out.keypoints49, atol=1e-5)
+    posed = body(betas=betas, body_pose=torch.randn(2, 69, generator=torch.Generator().manual_seed(1)) * 0.2,
+                 global_orient=torch.zeros(2, 3))
+    err = (body.keypoints49_from_vertices(posed.vertices) - posed.keypoints49).norm(dim=-1)[:, 25:]
+    assert err.mean() < 0.01

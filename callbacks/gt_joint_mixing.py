@@ -1,0 +1,30 @@
+"""BiGraph's schedule for the RoI centres: ground-truth vs detected 2D joints during training.
+
+The paper trains the skeleton branch with RoIs around a mix of ground-truth and estimated 2D joints whose
+ground-truth share decays to zero by the last epoch, so the model meets detector errors before it is
+tested on detected joints only. Linear decay (paper silent on the shape; our choice): at the start of epoch
+e of E the share is start * (1 - e / (E - 1)) (start at epoch 0, zero at the last epoch).
+"""
+from __future__ import annotations
+
+import pytorch_lightning as pl
+
+
+def gt_joint_ratio(epoch: int, max_epochs: int, start: float = 1.0) -> float:
+    """Ground-truth share at ``epoch`` (0-based) of ``max_epochs``: linear from ``start`` to 0 at the last."""
+    if max_epochs <= 1:
+        return 0.0
+    return max(0.0, start * (1.0 - epoch / (max_epochs - 1)))
+
+
+class GTJointMixing(pl.Callback):
+    """Sets ``pl_module.gt_joint_ratio`` at every training epoch start (modules without it are left alone)."""
+
+    def __init__(self, start: float = 1.0):
+        self.start = float(start)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if hasattr(pl_module, "gt_joint_ratio"):
+            ratio = gt_joint_ratio(trainer.current_epoch, int(trainer.max_epochs or 1), self.start)
+            pl_module.gt_joint_ratio = ratio
+            pl_module.log("train/gt_joint_ratio", ratio, on_step=False, on_epoch=True)

@@ -1,0 +1,68 @@
+"""``pymaf``: PyMAF (Zhang et al., ICCV 2021) on the shared base.
+
+Network: ``nets.pymaf_net.PyMAFNet`` with the config's switches (``feedback``, ``pyramid``, ``aux``,
+``init_features``, ``n_levels``: the paper's Tables 4-6). Losses: the parametric terms of every level
+(``parametric``; PyMAF's code supervises each level), plus the auxiliary IUV terms on samples with SMPL
+ground truth: the ground-truth IUV map is rendered at the head's resolution (56 x 56) from the ground-truth
+mesh, placed with the translation that best projects its joints onto the ground-truth 2D keypoints
+(f = 5000, principal point at the crop centre; SPIN's ``estimate_translation``), as PyMAF's code does.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from body.camera import FOCAL_LENGTH, estimate_translation, normalized_to_pixels
+from body.raster import rasterize
+from body.render import iuv_map
+from lightning_modules.base import MeshRecoveryModule
+from lightning_modules.hmr import build_backbone
+from lightning_modules.nets.iuv_head import iuv_losses
+from lightning_modules.nets.pymaf_net import PyMAFNet
+from lightning_modules.parametric import parametric_terms
+
+
+def render_gt_iuv(body, vertices: Tensor, joints: Tensor, keypoints_2d: Tensor, img_res: int, out_res: int) -> Tensor:
+    """(B, 3, out_res, out_res) IUV images of ground-truth meshes seen by the crop's f = 5000 camera.
+
+    Args:
+        vertices: (B, V, 3) body-model vertices without translation; joints: (B, 24, 3) their SPIN-24 joints.
+        keypoints_2d: (B, 24, 3) ground-truth 2D joints, normalised crop coordinates + confidence.
+    """
+    pixels = normalized_to_pixels(keypoints_2d[..., :2], img_res)
+    centre = torch.full((vertices.shape[0], 2), img_res / 2.0, dtype=vertices.dtype, device=vertices.device)
+    transl = estimate_translation(joints, pixels, FOCAL_LENGTH, centre, keypoints_2d[..., 2])
+    cam_pts = vertices + transl[:, None]
+    k = out_res / img_res  # the same camera at the head's resolution
+    xy = FOCAL_LENGTH * k * cam_pts[..., :2] / cam_pts[..., 2:3] + out_res / 2.0
+    frags = rasterize(torch.cat([xy, cam_pts[..., 2:]], -1), body.faces, (out_res, out_res))
+    vertex_iuv = torch.as_tensor(body.assets.iuv, dtype=vertices.dtype, device=vertices.device)
+    return iuv_map(frags, body.faces, vertex_iuv)
+
+
+class PyMAFModule(MeshRecoveryModule):
+    def build_network(self) -> nn.Module:
+        c = self.model_cfg
+        return PyMAFNet(build_backbone(c), self.body, n_levels=int(c.get("n_levels", 3)),
+                        feedback=str(c.get("feedback", "mesh_aligned")), pyramid=bool(c.get("pyramid", True)),
+                        aux=str(c.get("aux", "iuv")), init_features=c.get("init_features"),
+                        deconv_channels=int(c.get("deconv_channels", 256)),
+                        mesh_forward=str(c.get("mesh_forward", "downsampled")))
+
+    def compute_losses(self, batch: Mapping[str, Any], out: Mapping[str, Any]) -> dict[str, Tensor]:
+        terms = parametric_terms(self.decode, batch, out["iterations"],
+                                 openpose_weight=float(self.model_cfg.get("openpose_weight", 0.0)))
+        if "iuv" in out:
+            valid = batch["has_smpl"].bool()
+            with torch.no_grad():
+                gt = self.ground_truth_mesh(batch)
+                res = out["iuv"]["index"].shape[-1]
+                gt_iuv = render_gt_iuv(self.body, gt["vertices"], gt["joints_3d"], batch["keypoints_2d"][:, 25:],
+                                       self.img_res, res)
+            aux = iuv_losses(out["iuv"], gt_iuv, valid)
+            terms["iuv_index"] = aux["index"]
+            if "u" in aux:
+                terms["iuv_uv"] = aux["u"] + aux["v"]
+        return self.weighted(terms)
