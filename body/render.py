@@ -18,7 +18,7 @@ from body.raster import Fragments, interpolate_vertex_attributes
 
 __all__ = [
     "silhouette", "vertex_labels_to_face_labels", "face_labels_map", "iuv_map", "vertex_normals", "shade",
-    "overlay", "part_palette", "colorize_labels", "to_uint8_image", "save_png",
+    "overlay", "part_palette", "colorize_labels", "to_uint8_image", "label_image", "save_png",
 ]
 
 
@@ -182,6 +182,18 @@ def to_uint8_image(x: Tensor) -> np.ndarray:
         raise ValueError(f"expected (3, H, W), got {tuple(x.shape)}")
     x = (x.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
     return x.permute(1, 2, 0).cpu().numpy()
+
+
+def label_image(img: np.ndarray, text: str, at: tuple[int, int] = (6, 4)) -> np.ndarray:
+    """(H, W, 3) uint8 with ``text`` written at ``at`` on a white box (picture captions)."""
+    from PIL import Image, ImageDraw
+
+    pil = Image.fromarray(img)
+    d = ImageDraw.Draw(pil)
+    x0, y0, x1, y1 = d.textbbox(at, text)
+    d.rectangle([x0 - 3, y0 - 2, x1 + 3, y1 + 2], fill=(255, 255, 255))
+    d.text(at, text, fill=(20, 20, 20))
+    return np.asarray(pil)
 
 
 def save_png(path: str | Path, x: Tensor | np.ndarray) -> Path:

@@ -21,7 +21,7 @@ from body.model import BodyModel
 from body.poses import named_pose
 from body.raster import rasterize
 from body.render import screen_coordinates as to_screen
-from body.render import colorize_labels, iuv_map, part_palette, save_png, shade, silhouette, to_uint8_image
+from body.render import colorize_labels, iuv_map, label_image, part_palette, save_png, shade, silhouette, to_uint8_image
 from body.rotations import axis_angle_to_rotmat
 
 SKIN = torch.tensor([0.86, 0.70, 0.60])
@@ -36,15 +36,6 @@ def camera_view(verts: torch.Tensor, yaw_deg: float, distance: float = 8.0) -> t
     v = verts @ rot.T
     centre = 0.5 * (v.amax(1, keepdim=True) + v.amin(1, keepdim=True))
     return v - centre + torch.tensor([0.0, 0.0, distance], dtype=v.dtype)
-
-
-def _label(img: np.ndarray, text: str) -> np.ndarray:
-    pil = Image.fromarray(img)
-    d = ImageDraw.Draw(pil)
-    x0, y0, x1, y1 = d.textbbox((6, 4), text)
-    d.rectangle([x0 - 3, y0 - 2, x1 + 3, y1 + 2], fill=(255, 255, 255))
-    d.text((6, 4), text, fill=(20, 20, 20))
-    return np.asarray(pil)
 
 
 def _draw_skeleton(img: np.ndarray, joints_px: np.ndarray) -> np.ndarray:
@@ -80,7 +71,7 @@ def body_sheet(model: BodyModel, size: int = 256) -> np.ndarray:
         frags = rasterize(to_screen(v, size, focal), faces, (size, size))
         rgb, alpha = shade(frags, faces, v, SKIN.expand(model.num_vertices, 3), specular=0.15)
         img = rgb + bg * (1 - alpha)
-        rows.append([_label(to_uint8_image(img[i]), f"{specs[i][0]}{' (side)' if yaw else ''}") for i in range(n)])
+        rows.append([label_image(to_uint8_image(img[i]), f"{specs[i][0]}{' (side)' if yaw else ''}") for i in range(n)])
     # Part map with skeleton.
     v = camera_view(torch.cat([out.vertices, out.joints], 1), 0.0)
     screen = to_screen(v, size, focal)
@@ -91,7 +82,7 @@ def body_sheet(model: BodyModel, size: int = 256) -> np.ndarray:
     labels = torch.where(frags.pix_to_face >= 0, part_faces[frags.pix_to_face.clamp_min(0)], 0)
     parts = colorize_labels(labels, pal)
     parts = parts + bg * (labels == 0)[:, None]
-    rows.append([_draw_skeleton(_label(to_uint8_image(parts[i]), "24 parts + joints"), js[i, :, :2].numpy())
+    rows.append([_draw_skeleton(label_image(to_uint8_image(parts[i]), "24 parts + joints"), js[i, :, :2].numpy())
                  for i in range(n)])
     # Mesh levels, IUV, LSP parts, silhouette of the rest pose.
     cells = []
@@ -102,17 +93,17 @@ def body_sheet(model: BodyModel, size: int = 256) -> np.ndarray:
         cv = camera_view(lv, 20.0)
         fr = rasterize(to_screen(cv, size, focal), f, (size, size))
         rgb, alpha = shade(fr, f, cv, torch.tensor([0.55, 0.7, 0.9]).expand(lv.shape[1], 3))
-        cells.append(_label(to_uint8_image((rgb + bg * (1 - alpha))[0]), f"level {level}: {lv.shape[1]} vertices"))
+        cells.append(label_image(to_uint8_image((rgb + bg * (1 - alpha))[0]), f"level {level}: {lv.shape[1]} vertices"))
     cv = camera_view(rest, 0.0)
     fr = rasterize(to_screen(cv, size, focal), faces, (size, size))
     iuv = iuv_map(fr, faces, torch.as_tensor(model.assets.iuv, dtype=torch.float32))
     iuv_rgb = torch.stack([iuv[:, 0] / 24.0, iuv[:, 1], iuv[:, 2]], 1)
-    cells.append(_label(to_uint8_image(iuv_rgb[0]), "IUV (R=I/24, G=U, B=V)"))
+    cells.append(label_image(to_uint8_image(iuv_rgb[0]), "IUV (R=I/24, G=U, B=V)"))
     lsp_faces = torch.as_tensor(model.assets.part_lsp6, dtype=torch.long)[faces].mode(1).values
     lsp = torch.where(fr.pix_to_face >= 0, lsp_faces[fr.pix_to_face.clamp_min(0)], 0)
-    cells.append(_label(to_uint8_image(colorize_labels(lsp, part_palette(6))[0] + bg[0] * (lsp[0] == 0)), "LSP 6 parts"))
+    cells.append(label_image(to_uint8_image(colorize_labels(lsp, part_palette(6))[0] + bg[0] * (lsp[0] == 0)), "LSP 6 parts"))
     sil = silhouette(fr)[0]
-    cells.append(_label(to_uint8_image(sil.expand(3, -1, -1)), "silhouette"))
+    cells.append(label_image(to_uint8_image(sil.expand(3, -1, -1)), "silhouette"))
     while len(cells) < n:
         cells.append(np.full((size, size, 3), 255, np.uint8))
     rows.append(cells)

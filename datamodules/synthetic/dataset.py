@@ -79,7 +79,8 @@ def generator_fingerprint() -> str:
     import hashlib
 
     root = Path(__file__).resolve().parent
-    files = sorted(root.glob("*.py")) + [root.parent.parent / "body" / "poses.py", root.parent / "sample.py",
+    files = sorted(p for p in root.glob("*.py") if p.name != "preview.py") + [
+        root.parent.parent / "body" / "poses.py", root.parent / "sample.py",
                                          root.parent / "shards.py"]
     digest = hashlib.sha256()
     for path in files:

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 
 from body.cli import run_cli
 from body.errors import UserError
-from body.render import part_palette, save_png
+from body.render import label_image, part_palette, save_png
 from datamodules.sample import Sample
 from datamodules.shards import read_shard
 from datamodules.synthetic.placement import image_to_crop, project
@@ -48,15 +48,6 @@ def _overlay(sample: Sample) -> np.ndarray:
     return np.asarray(pil)
 
 
-def _label(tile: np.ndarray, text: str) -> np.ndarray:
-    pil = Image.fromarray(tile)
-    d = ImageDraw.Draw(pil)
-    x0, y0, x1, y1 = d.textbbox((4, 3), text)
-    d.rectangle([x0 - 2, y0 - 1, x1 + 2, y1 + 1], fill=(255, 255, 255))
-    d.text((4, 3), text, fill=(20, 20, 20))
-    return np.asarray(pil)
-
-
 def _tile(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
 
@@ -81,7 +72,7 @@ def contact_sheet(data: str | Path, per_source: int = 4, tile: int = 256) -> np.
                     break
             cells = []
             for i, s in enumerate(samples):
-                cells.append(_label(_tile(s.image, tile), f"{split}/{name} {s.key}" if i == 0 else s.key or ""))
+                cells.append(label_image(_tile(s.image, tile), f"{split}/{name} {s.key}" if i == 0 else s.key or ""))
                 cells.append(_tile(_overlay(s), tile))
             while len(cells) < 2 * per_source:
                 cells.append(np.full((tile, tile, 3), 255, np.uint8))
