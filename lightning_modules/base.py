@@ -144,11 +144,15 @@ class MeshRecoveryModule(pl.LightningModule):
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         self.update_val_metrics(batch, self.run_network(batch), self.val_metrics[dataloader_idx])
 
-    def update_val_metrics(self, batch: Mapping[str, Any], out: Mapping[str, Any], metrics: nn.ModuleDict) -> None:
-        """Accumulate one batch's errors (module docstring) on the samples with SMPL ground truth."""
+    def update_val_metrics(self, batch: Mapping[str, Any], out: Mapping[str, Any],
+                           metrics: nn.ModuleDict) -> dict[str, Tensor] | None:
+        """Accumulate one batch's errors (module docstring) on the samples with SMPL ground truth.
+
+        Returns the ground-truth mesh (for subclasses adding metrics), or None without SMPL ground truth.
+        """
         valid = batch["has_smpl"].bool()
         if not bool(valid.any()):
-            return
+            return None
         pred = self.final_prediction(out)
         gt = self.ground_truth_mesh(batch)
         pred_joints = protocol_joints(self.body.h36m17(pred["vertices"][valid]))
@@ -162,6 +166,7 @@ class MeshRecoveryModule(pl.LightningModule):
                 metrics["per_iteration"] = PerIterationMPJPE(len(iterations)).to(self.device)
             per_it = [protocol_joints(self.body.h36m17(self.decode(e)["vertices"][valid])) for e in iterations]
             metrics["per_iteration"].update(per_it, gt_joints)
+        return gt
 
     def on_validation_epoch_end(self) -> None:
         for name, metrics in zip(self.eval_sets, self.val_metrics):

@@ -115,9 +115,11 @@ class BiGraphModule(MeshRecoveryModule):
         metrics["pve_smpl"] = PVE(alignment="none")
         return metrics
 
-    def update_val_metrics(self, batch: Mapping[str, Any], out: Mapping[str, Any], metrics: nn.ModuleDict) -> None:
-        super().update_val_metrics(batch, out, metrics)
-        valid = batch["has_smpl"].bool()
-        if bool(valid.any()):
+    def update_val_metrics(self, batch: Mapping[str, Any], out: Mapping[str, Any],
+                           metrics: nn.ModuleDict) -> dict[str, Tensor] | None:
+        gt = super().update_val_metrics(batch, out, metrics)
+        if gt is not None:
+            valid = batch["has_smpl"].bool()
             smpl_mesh = self.decode(out["iterations"][-1])["vertices"][valid]
-            metrics["pve_smpl"].update(smpl_mesh, self.ground_truth_mesh(batch)["vertices"][valid])
+            metrics["pve_smpl"].update(smpl_mesh, gt["vertices"][valid])
+        return gt

@@ -1,6 +1,8 @@
 """PyMAF's network: pyramid sizes, sampling points, regressor dimensions, detached levels and ablation switches."""
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -35,12 +37,17 @@ def independent_mesh_points(body_model, estimate) -> torch.Tensor:
     return project_to_normalized_crop(body_model.hierarchy.downsample(vertices, 0, 2), estimate["cam"])
 
 
+@contextlib.contextmanager
 def capture_inputs(modules):
-    """Forward pre-hooks recording each module's first input per call: (handles, {index: [inputs]})."""
+    """Record each module's first input per call while inside the block: yields {index: [inputs]}."""
     seen = {i: [] for i in range(len(modules))}
     handles = [m.register_forward_pre_hook(lambda mod, args, i=i: seen[i].append(args[0].detach()))
                for i, m in enumerate(modules)]
-    return handles, seen
+    try:
+        yield seen
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def full_loss(out) -> torch.Tensor:
@@ -73,12 +80,9 @@ def test_regressor_input_is_5_per_point_plus_157_and_output_157(body_model):
 @pytest.mark.parametrize("mesh_forward", ["full", "downsampled"])
 def test_sampling_points_grid_then_projected_current_mesh(body_model, image, mesh_forward):
     net = small_net(body_model, mesh_forward=mesh_forward).eval()
-    handles, seen = capture_inputs([r.fc1 for r in net.regressors])
-    with torch.no_grad():
+    with capture_inputs([r.fc1 for r in net.regressors]) as seen, torch.no_grad():
         out = net(image)
         maps = net.pyramid_maps(image)
-    for h in handles:
-        h.remove()
     pts = out["sampled_points"]
     assert pts[0].shape == (2, 441, 2) and torch.equal(pts[0], grid_points().expand(2, -1, -1))
     for k in (1, 2):
@@ -181,12 +185,9 @@ def test_feedback_global_reads_the_pooled_feature(body_model, image):
     net = small_net(body_model, feedback="global", aux="none").eval()
     assert net.deconv is None and len(net.point_features) == 0
     assert [r.fc1.in_features for r in net.regressors] == [net.backbone.feature_dim + 157] * 3
-    handles, seen = capture_inputs([r.fc1 for r in net.regressors])
-    with torch.no_grad():
+    with capture_inputs([r.fc1 for r in net.regressors]) as seen, torch.no_grad():
         out = net(image)
         pooled = net.backbone.pooled(image)
-    for h in handles:
-        h.remove()
     assert out["sampled_points"] == [None] * 3
     for k in range(3):
         torch.testing.assert_close(seen[k][0][:, :-157], pooled)
@@ -209,12 +210,9 @@ def test_pyramid_off_samples_the_56_map_with_one_mlp_and_regressor(body_model, i
     net = small_net(body_model, feedback=feedback, pyramid=False).eval()
     assert len(net.regressors) == len(net.point_features) == 1
     assert [lvl.map_index for lvl in net.plan] == [2, 2, 2]
-    handles, seen = capture_inputs([net.point_features[0].mlp])
-    with torch.no_grad():
+    with capture_inputs([net.point_features[0].mlp]) as seen, torch.no_grad():
         out = net(image)
         maps = net.pyramid_maps(image)
-    for h in handles:
-        h.remove()
     assert len(seen[0]) == 3
     for k in range(3):
         torch.testing.assert_close(seen[0][k], sample_points(maps[2], out["sampled_points"][k]))
@@ -225,12 +223,9 @@ def test_pyramid_off_samples_the_56_map_with_one_mlp_and_regressor(body_model, i
 
 def test_pyramid_on_samples_the_14_28_56_maps(body_model, image):
     net = small_net(body_model).eval()
-    handles, seen = capture_inputs([pf.mlp for pf in net.point_features])
-    with torch.no_grad():
+    with capture_inputs([pf.mlp for pf in net.point_features]) as seen, torch.no_grad():
         out = net(image)
         maps = net.pyramid_maps(image)
-    for h in handles:
-        h.remove()
     for k in range(3):
         torch.testing.assert_close(seen[k][0], sample_points(maps[k], out["sampled_points"][k]))
 
@@ -261,12 +256,9 @@ def test_init_features_mesh_samples_the_mean_pose_mesh(body_model, image):
 @pytest.mark.parametrize("n_levels,sizes", [(1, [56]), (2, [28, 56]), (3, [14, 28, 56])])
 def test_n_levels_use_the_last_maps(body_model, image, n_levels, sizes):
     net = small_net(body_model, n_levels=n_levels).eval()
-    handles, seen = capture_inputs([pf.mlp for pf in net.point_features])
-    with torch.no_grad():
+    with capture_inputs([pf.mlp for pf in net.point_features]) as seen, torch.no_grad():
         out = net(image)
         maps = net.pyramid_maps(image)
-    for h in handles:
-        h.remove()
     assert len(out["iterations"]) == n_levels
     assert [maps[lvl.map_index].shape[-1] for lvl in net.plan] == sizes
     for k, lvl in enumerate(net.plan):
