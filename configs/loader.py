@@ -3,6 +3,8 @@
 A root file (``configs/<root>.yaml``) lists ``defaults``: one ``- group: choice`` per group, each read
 from ``configs/<group>/<choice>.yaml`` and placed under the key ``group``. Command-line style overrides
 then apply: ``group=choice`` swaps a group, ``a.b=value`` sets a value (omegaconf dot-list syntax).
+``ablation=<row>`` (roots with an ``ablation`` key) merges a paper ablation row of ``configs/ablations.yaml``
+into ``model`` after the groups and before the other overrides, so ``model.*`` overrides still win.
 """
 from __future__ import annotations
 
@@ -25,6 +27,25 @@ def _load_group(group: str, choice: str) -> DictConfig:
     if not path.exists():
         raise UserError(f"unknown {group} config {choice!r}: valid choices are {', '.join(group_choices(group))}")
     return OmegaConf.load(path)
+
+
+def ablation_rows() -> dict:
+    """The rows of ``configs/ablations.yaml``: name -> {model, table, row, overrides}."""
+    return OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "ablations.yaml"))
+
+
+def apply_ablation(cfg: DictConfig, name: str) -> DictConfig:
+    """Merge ablation row ``name``'s overrides into ``cfg.model`` (its model must be ``cfg.model.name``)."""
+    rows = ablation_rows()
+    if name not in rows:
+        raise UserError(f"unknown ablation {name!r}: valid choices are {', '.join(rows)}")
+    row = rows[name]
+    if row["model"] != cfg.model.name:
+        raise UserError(f"ablation {name!r} is a row of {row['table']} for model {row['model']!r}, "
+                        f"not {cfg.model.name!r}: pass MODEL={row['model']} (or model={row['model']})")
+    cfg.model = OmegaConf.merge(cfg.model, row["overrides"])
+    cfg.ablation = name
+    return cfg
 
 
 def compose(root: str, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
@@ -51,6 +72,12 @@ def compose(root: str, overrides: list[str] | tuple[str, ...] = ()) -> DictConfi
     for group, choice in groups.items():
         cfg[group] = _load_group(group, choice)
     cfg = OmegaConf.merge(cfg, base)
+    ablation = [item.split("=", 1)[1] for item in values if item.split("=", 1)[0] == "ablation"]
+    values = [item for item in values if item.split("=", 1)[0] != "ablation"]
+    if ablation and ablation[-1] not in ("", "null"):
+        if "ablation" not in cfg:
+            raise UserError(f"config {root!r} has no ablation rows; ablation=... applies to training configs")
+        cfg = apply_ablation(cfg, ablation[-1])
     for item in values:
         key = item.split("=", 1)[0]
         if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":

@@ -14,7 +14,8 @@ Losses (paper, section 3.4; weights in ``model.loss_weights``, defaults in confi
 ``vertices`` L1 on the np mesh (has_smpl), ``mesh_joints_3d`` L1 on joints regressed from the np mesh
 (has_3d, hip-centred), ``keypoints_2d`` L1 on their projection with the predicted camera, ``skeleton_2d``
 L1 on the skeleton branch's projected joints, ``skeleton_3d`` the focal regression loss on its 3D joints
-(has_3d, hip-centred; alpha = gamma = 1, weight 5), ``pose`` and ``betas`` MSE on the SMPL regressor's
+(has_3d, hip-centred; alpha = gamma = 1, weight 5), or L1 with the same weight when
+``skeleton_3d_loss: l1`` (Table 5's "w/o FL" row), ``pose`` and ``betas`` MSE on the SMPL regressor's
 parameters (has_smpl).
 """
 from __future__ import annotations
@@ -33,6 +34,7 @@ from lightning_modules.nets.bigraph_net import BiGraphConfig, BiGraphNet
 from metrics import PVE
 
 BIGRAPH_HIPS = (6, 7)  # left and right hip in BiGraph-12 order
+SKELETON_3D_LOSSES = ("focal", "l1")
 
 
 class BiGraphSystem(nn.Module):
@@ -50,6 +52,10 @@ class BiGraphModule(MeshRecoveryModule):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.gt_joint_ratio = float(self.model_cfg.get("gt_joint_ratio", 1.0))
+        self.skeleton_3d_loss = str(self.model_cfg.get("skeleton_3d_loss", "focal"))
+        if self.skeleton_3d_loss not in SKELETON_3D_LOSSES:
+            raise ValueError(f"model.skeleton_3d_loss {self.skeleton_3d_loss!r}: valid choices are "
+                             f"{', '.join(SKELETON_3D_LOSSES)}")
 
     def build_network(self) -> nn.Module:
         net_cfg = dict(self.model_cfg.get("net", {}) or {})
@@ -105,9 +111,12 @@ class BiGraphModule(MeshRecoveryModule):
             centred_pred = joints - joints[:, hips].mean(1, keepdim=True)
             centred_gt = gt3d[..., :3] - gt3d[:, hips, :3].mean(1, keepdim=True)
             valid = has_3d[:, None] & (gt3d[..., 3] > 0)
-            terms["skeleton_3d"] = L.focal_regression_loss(centred_pred, centred_gt, valid,
-                                                           alpha=float(self.model_cfg.get("focal_alpha", 1.0)),
-                                                           gamma=float(self.model_cfg.get("focal_gamma", 1.0)))
+            if self.skeleton_3d_loss == "focal":
+                terms["skeleton_3d"] = L.focal_regression_loss(
+                    centred_pred, centred_gt, valid, alpha=float(self.model_cfg.get("focal_alpha", 1.0)),
+                    gamma=float(self.model_cfg.get("focal_gamma", 1.0)))
+            else:
+                terms["skeleton_3d"] = L.vertex_loss(centred_pred, centred_gt, valid, criterion="l1")
         return self.weighted(terms)
 
     def _metrics_for_set(self) -> nn.ModuleDict:

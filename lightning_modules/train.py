@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
     from datamodules.mixed import MixedDataModule
 
     pl.seed_everything(int(cfg.seed), workers=True)
-    run_dir = Path(cfg.out_dir) / (cfg.run_name or f"{cfg.model.name}-{cfg.data.get('name', 'data')}")
+    run_dir = Path(cfg.out_dir) / (cfg.run_name or f"{cfg.ablation or cfg.model.name}-{cfg.data.get('name', 'data')}")
     run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / "config.yaml")
 
