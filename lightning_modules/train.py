@@ -35,6 +35,15 @@ def model_class(name: str):
     raise UserError(f"unknown model {name!r}: valid choices are {', '.join(MODELS)}")
 
 
+def build_module(model_cfg: dict, body_cfg: dict, eval_sets, img_res: int):
+    """The LightningModule of a model config; an invalid switch value becomes a one-line ``UserError``."""
+    cls = model_class(model_cfg["name"])
+    try:
+        return cls(model=model_cfg, optim=model_cfg.get("optim"), body=body_cfg, eval_sets=eval_sets, img_res=img_res)
+    except ValueError as e:   # the networks validate their switches with ValueError naming the choices
+        raise UserError(f"model config ({model_cfg['name']}): {e}") from e
+
+
 def make_logger(cfg, run_dir: Path):
     name = cfg.logger.name
     if name == "csv":
@@ -66,9 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     data = MixedDataModule(OmegaConf.to_container(cfg.data, resolve=True))
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    module = model_class(cfg.model.name)(model=model_cfg, optim=model_cfg.get("optim"),
-                                         body=OmegaConf.to_container(cfg.body, resolve=True),
-                                         eval_sets=data.eval_names, img_res=data.img_res)
+    module = build_module(model_cfg, OmegaConf.to_container(cfg.body, resolve=True), data.eval_names, data.img_res)
     monitor = f"val/{data.eval_names[0]}/pa_mpjpe" if data.eval_names else None
     checkpoints = ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True, monitor=monitor,
                                   mode="min", save_top_k=1 if monitor else 0,
