@@ -20,9 +20,12 @@ images, normalised here on the model's device with ImageNet's mean and std.
 
 Validation (per evaluation set, the set's name in the metric keys): MPJPE and PA-MPJPE on the 14 LSP
 joints from the H36M regressor, pelvis-centred (SPIN / PyMAF eval protocol, ``metrics.functional``), and
-PVE without alignment on body-model vertices without translation (3DPW protocol), for samples with SMPL
-ground truth (the body model turns the ground-truth pose and shape into the target mesh); plus MPJPE per
-iteration (PyMAF's Table 6) when the network returns several estimates.
+PVE without alignment on body-model vertices without translation (3DPW protocol). The ground-truth joints
+come from the ground-truth mesh (the body model on the ground-truth pose and shape) where the sample has
+SMPL ground truth, as SPIN does for 3DPW; otherwise from the sample's 3D joints (``joints_3d``: LSP-14 =
+``J24_TO_LSP14``, centred on the stored pelvis, slot 14), as SPIN does for H36M P1/P2, whose ground truth
+is joints only; samples with neither are skipped. PVE needs SMPL ground truth. Plus MPJPE per iteration
+(PyMAF's Table 6) when the network returns several estimates.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from body.camera import IMAGENET_MEAN, IMAGENET_STD, IMG_RES, project_to_normalized_crop
+from body.joints import J24_PELVIS, J24_TO_LSP14
 from body.model import BodyModel
 from body.rotations import axis_angle_to_rotmat
 from metrics import MPJPE, PAMPJPE, PVE, PerIterationMPJPE
@@ -146,26 +150,40 @@ class MeshRecoveryModule(pl.LightningModule):
 
     def update_val_metrics(self, batch: Mapping[str, Any], out: Mapping[str, Any],
                            metrics: nn.ModuleDict) -> dict[str, Tensor] | None:
-        """Accumulate one batch's errors (module docstring) on the samples with SMPL ground truth.
+        """Accumulate one batch's errors (module docstring).
 
         Returns the ground-truth mesh (for subclasses adding metrics), or None without SMPL ground truth.
         """
-        valid = batch["has_smpl"].bool()
-        if not bool(valid.any()):
+        has_smpl = batch["has_smpl"].bool()
+        joints_3d = batch["joints_3d"]
+        has_joints = batch["has_3d"].bool() & ~has_smpl & (joints_3d[:, J24_TO_LSP14 + [J24_PELVIS], 3] > 0).all(-1)
+        if not bool(has_smpl.any() or has_joints.any()):
             return None
         pred = self.final_prediction(out)
-        gt = self.ground_truth_mesh(batch)
-        pred_joints = protocol_joints(self.body.h36m17(pred["vertices"][valid]))
-        gt_joints = protocol_joints(self.body.h36m17(gt["vertices"][valid]))
+        gt = self.ground_truth_mesh(batch) if bool(has_smpl.any()) else None
+
+        def protocol(vertices: Tensor) -> Tensor:
+            """(B, V, 3) predicted vertices -> (n, 14, 3) protocol joints of the evaluated samples."""
+            joints = protocol_joints(self.body.h36m17(vertices))
+            return torch.cat([joints[has_smpl], joints[has_joints]])
+
+        gt_parts = []
+        if gt is not None:
+            gt_parts.append(protocol_joints(self.body.h36m17(gt["vertices"][has_smpl])))
+        if bool(has_joints.any()):
+            j = joints_3d[has_joints]
+            gt_parts.append(j[:, J24_TO_LSP14, :3] - j[:, J24_PELVIS, None, :3])
+        gt_joints = torch.cat(gt_parts)
+        pred_joints = protocol(pred["vertices"])
         metrics["mpjpe"].update(pred_joints, gt_joints)
         metrics["pa_mpjpe"].update(pred_joints, gt_joints)
-        metrics["pve"].update(pred["vertices"][valid], gt["vertices"][valid])
+        if gt is not None:
+            metrics["pve"].update(pred["vertices"][has_smpl], gt["vertices"][has_smpl])
         iterations = out.get("iterations", [])
         if len(iterations) > 1:
             if "per_iteration" not in metrics:
                 metrics["per_iteration"] = PerIterationMPJPE(len(iterations)).to(self.device)
-            per_it = [protocol_joints(self.body.h36m17(self.decode(e)["vertices"][valid])) for e in iterations]
-            metrics["per_iteration"].update(per_it, gt_joints)
+            metrics["per_iteration"].update([protocol(self.decode(e)["vertices"]) for e in iterations], gt_joints)
         return gt
 
     def on_validation_epoch_end(self) -> None:
