@@ -26,33 +26,67 @@ def data(tmp_path_factory):
     return dm, next(iter(dm.train_dataloader())), next(iter(dm.val_dataloader()[0]))
 
 
-def small_model(name: str, eval_sets):
+def small_model(name: str, eval_sets, bigraph_head_channels: int | None = None):
     cfg = OmegaConf.to_container(OmegaConf.load(f"configs/model/{name}.yaml"))
     cfg["backbone"]["width"] = 8
     if name == "pymaf":
         cfg["deconv_channels"] = 32
     if name == "bigraph":
         cfg["net"]["width"] = 0.125
+        if bigraph_head_channels is not None:
+            cfg["net"]["head_channels"] = bigraph_head_channels
     torch.manual_seed(0)
     return model_class(name)(model=cfg, optim=cfg["optim"], eval_sets=eval_sets)
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_training_lowers_the_loss_on_fixed_samples(data, name):
+# Fitting 8 fixed samples: (steps, learning rate) per model; None = the config's rate. HMR and PyMAF get rates
+# above their configs' 5e-5 (meant for long runs over a large data set): at 5e-5 the same steps only reach
+# 0.126 (HMR, 200 steps) and 0.090 (PyMAF, 150 steps) of the first loss, while 1e-3 diverges for HMR (its 2D
+# keypoint term explodes). BiGraph fits at its config's 2.5e-4. Measured ratios (mean of the last 5 steps over
+# the first step): HMR 0.036, PyMAF 0.029, BiGraph 0.067 here; with model seeds 1 / 2 instead of 0,
+# HMR 0.036 / 0.031, PyMAF 0.025 / 0.027, BiGraph 0.054 / 0.054.
+FIT_STEPS_AND_LR = {"hmr": (200, 3e-4), "pymaf": (150, 5e-4), "bigraph": (200, None)}
+# BiGraph's width 0.125 also cuts its coordinate and camera heads to 8 hidden channels, a bottleneck: with them
+# the loss is still at 0.34 of its first value after 150 steps. 512 x 0.125 keeps the heads at their full 64
+# (BiGraphConfig.head_channels); only the trunk is reduced.
+FIT_BIGRAPH_HEAD_CHANNELS = 512
+FIT_TAIL = 5  # the end of the run is judged by the mean of its last steps, not by one lucky step
+
+
+# BiGraph's run takes about 40 s on a shared 2-core CPU (HMR ~21 s, PyMAF ~29 s): marked slow.
+@pytest.mark.parametrize("name", [n if n != "bigraph" else pytest.param(n, marks=pytest.mark.slow) for n in MODELS])
+def test_training_drives_the_loss_on_fixed_samples_down_by_90_percent(data, name):
+    """The acceptance criterion: each model's summed weighted training loss (what ``training_step``
+    optimises) on the same 8 samples falls to at most 10 % of its first-step value, in train mode
+    (BatchNorm on batch statistics, dropout on) with the module's own optimiser."""
     dm, batch, _ = data
-    model = small_model(name, dm.eval_names)
+    steps, lr = FIT_STEPS_AND_LR[name]
+    model = small_model(name, dm.eval_names, bigraph_head_channels=FIT_BIGRAPH_HEAD_CHANNELS)
+    if lr is not None:
+        model.optim_cfg["lr"] = lr  # see FIT_STEPS_AND_LR
+    lr = float(model.optim_cfg["lr"])
+    opt = model.configure_optimizers()  # the module's optimiser type, betas and weight decay
     model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=2e-4)
-    losses = []
-    for _ in range(25):
+    if name == "bigraph":
+        model.gt_joint_ratio = 1.0  # deterministic RoI centres: ground truth wherever labelled
+    torch.manual_seed(0)  # dropout
+    losses, first = [], {}
+    for step in range(steps):
         terms = model.compute_losses(batch, model.run_network(batch))
         loss = torch.stack(list(terms.values())).sum()
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert all(torch.isfinite(torch.tensor(losses)))
-    assert min(losses[-5:]) < 0.7 * losses[0], losses
+        if step == 0:
+            first = {k: round(v.item(), 4) for k, v in terms.items()}
+    last = {k: round(v.item(), 5) for k, v in terms.items()}
+    assert all(torch.isfinite(torch.tensor(losses))), losses
+    ratio = sum(losses[-FIT_TAIL:]) / FIT_TAIL / losses[0]
+    assert ratio <= 0.1, (f"{name}: mean loss of the last {FIT_TAIL} of {steps} steps (lr {lr:g}) is "
+                          f"{ratio:.3f} of the first ({losses[0]:.4g}); terms at the first step {first}, "
+                          f"at the last {last}")
+    print(f"{name}: loss ratio {ratio:.4f} after {steps} steps at lr {lr:g} (first {losses[0]:.4g})")
 
 
 @pytest.mark.parametrize("name", MODELS)
