@@ -91,6 +91,7 @@ bench: $(STAMP) data
 	$(PY) scripts/bench_pampjpe.py --out bench/results/pampjpe.json
 	$(PY) scripts/bench_loader.py --out bench/results/loader.json
 	$(PY) scripts/bench_synthetic.py --out bench/results/synthetic.json
+	$(PY) scripts/bench_models.py --out bench/results/models.json
 
 clean-venv:
 	rm -rf $(VENV)
