@@ -8,21 +8,14 @@ from omegaconf import OmegaConf
 from body.errors import UserError
 from body.joints import SPIN49_TO_BIGRAPH12
 from callbacks.gt_joint_mixing import gt_joint_ratio
-from datamodules.mixed import MixedDataModule
-from datamodules.synthetic.dataset import generate
 from lightning_modules.train import model_class
 
 MODELS = ("hmr", "pymaf", "bigraph")
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models") / "synthetic"
-    generate(root, seed=0, size=0.01, workers=1, log=None)
-    cfg = OmegaConf.to_container(OmegaConf.load("configs/data/synthetic.yaml"))
-    cfg.update(root=str(root), batch_size=8, eval_batch_size=4, num_workers=0)
-    cfg["augment"]["enabled"] = False
-    dm = MixedDataModule(cfg, rank=0, world_size=1)
+def data(tiny_data_module):
+    dm = tiny_data_module
     return dm, next(iter(dm.train_dataloader())), next(iter(dm.val_dataloader()[0]))
 
 

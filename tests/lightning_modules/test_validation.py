@@ -6,19 +6,13 @@ import torch
 from omegaconf import OmegaConf
 
 from body.joints import J24_PELVIS, J24_TO_LSP14
-from datamodules.mixed import MixedDataModule
-from datamodules.synthetic.dataset import generate
 from lightning_modules.train import model_class
 from metrics.functional import mpjpe, pa_mpjpe
 
 
 @pytest.fixture(scope="module")
-def hmr_and_batch(tmp_path_factory):
-    root = tmp_path_factory.mktemp("validation") / "synthetic"
-    generate(root, seed=0, size=0.01, workers=1, log=None)
-    cfg = OmegaConf.to_container(OmegaConf.load("configs/data/synthetic.yaml"))
-    cfg.update(root=str(root), eval_batch_size=4, num_workers=0)
-    dm = MixedDataModule(cfg, rank=0, world_size=1)
+def hmr_and_batch(tiny_data_module):
+    dm = tiny_data_module
     batch = next(iter(dm.val_dataloader()[dm.eval_names.index("h36m")]))
     assert batch["has_smpl"].all()
     model_cfg = OmegaConf.to_container(OmegaConf.load("configs/model/hmr.yaml"))

@@ -3,10 +3,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from omegaconf import OmegaConf
-
-from datamodules.mixed import MixedDataModule
-from datamodules.synthetic.dataset import generate
 
 SAMPLES = [0, 1, 2, 4]  # of the synthetic batch: h36m (3D + SMPL) x 2, mpii (2D only), up3d (SMPL, no 3D)
 
@@ -16,13 +12,8 @@ def subset(batch: dict, index: list[int]) -> dict:
 
 
 @pytest.fixture(scope="package")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ablations") / "synthetic"
-    generate(root, seed=0, size=0.01, workers=1, log=None)
-    cfg = OmegaConf.to_container(OmegaConf.load("configs/data/synthetic.yaml"))
-    cfg.update(root=str(root), batch_size=8, eval_batch_size=4, num_workers=0)
-    cfg["augment"]["enabled"] = False
-    dm = MixedDataModule(cfg, rank=0, world_size=1)
+def data(tiny_data_module):
+    dm = tiny_data_module
     batch = subset(next(iter(dm.train_dataloader())), SAMPLES)
     assert batch["has_3d"].tolist() == [True, True, False, False]
     assert batch["has_smpl"].tolist() == [True, True, False, True]
