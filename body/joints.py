@@ -199,6 +199,11 @@ SPIN49_TO_BIGRAPH12: list[int] = [SPIN49_NUM_OPENPOSE + i for i in J24_TO_BIGRAP
 OPENPOSE25_TO_BIGRAPH12: list[int] = build_index_map(OPENPOSE25_JOINT_NAMES, BIGRAPH12_JOINT_NAMES)
 H36M17_TO_BIGRAPH12: list[int] = build_index_map(H36M17_JOINT_NAMES, BIGRAPH12_JOINT_NAMES)
 
+# COCO-17 from the 24 ground-truth joints (the face from the nose/eye/ear slots): the predictions scored
+# by the COCO keypoint protocol and its ground truth in SPIN-format files (SPIN / PyMAF ``J24_TO_JCOCO``).
+J24_TO_COCO17: list[int] = build_index_map(SPIN24_GT_JOINT_NAMES, COCO17_JOINT_NAMES)
+SPIN49_TO_COCO17: list[int] = [SPIN49_NUM_OPENPOSE + i for i in J24_TO_COCO17]
+
 
 # ----------------------------------------------------------------------------------------------
 # Registry
