@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from body.raster import Fragments, interpolate_vertex_attributes
+from body.raster import Fragments, interpolate_vertex_attributes, rasterize
 
 __all__ = [
-    "silhouette", "vertex_labels_to_face_labels", "face_labels_map", "iuv_map", "vertex_normals", "shade",
+    "silhouette", "vertex_labels_to_face_labels", "face_labels_map", "face_labels_image", "iuv_map", "vertex_normals", "shade",
     "overlay", "part_palette", "colorize_labels", "to_uint8_image", "label_image", "save_png",
 ]
 
@@ -60,6 +60,39 @@ def face_labels_map(fragments: Fragments, face_labels: Tensor, background: int =
     p2f = fragments.pix_to_face
     labels = face_labels.to(p2f.device).long()[p2f.clamp(min=0)]
     return torch.where(p2f >= 0, labels, torch.full_like(labels, background))
+
+
+def face_labels_image(screen: Tensor, faces: Tensor, face_labels: Tensor, height: int, width: int) -> Tensor:
+    """One mesh's visible-face labels on a (height, width) image, e.g. a part mask at an original photo's size.
+
+    Only the window the projection can reach (its bounding box, clipped to the image) is rasterised and
+    pasted into the image. The window moves the screen coordinates by a whole number of pixels, which is
+    exact in floating point, and the rasteriser works on coordinate differences, so the labels are bit
+    for bit those of a full-size render at a fraction of the cost.
+
+    Args:
+        screen: (V, 3) :func:`body.raster.rasterize` screen coordinates (x, y pixels, z depth).
+        faces: (F, 3) long; face_labels: (F,) long.
+    Returns:
+        (height, width) long, 0 where no face covers the pixel centre.
+    """
+    height, width = int(height), int(width)
+    out = torch.zeros(height, width, dtype=torch.long, device=screen.device)
+    xy = screen[:, :2]
+    finite = torch.isfinite(xy).all(-1)
+    if not bool(finite.any()):
+        return out
+    side = max(width, height)
+    lo = xy[finite].min(0).values.floor().clamp(0, side).long().tolist()
+    hi = xy[finite].max(0).values.ceil().clamp(0, side).long().tolist()
+    x0, y0 = min(lo[0], width), min(lo[1], height)
+    x1, y1 = min(hi[0] + 1, width), min(hi[1] + 1, height)
+    if x1 <= x0 or y1 <= y0:
+        return out   # entirely outside the image
+    shift = screen.new_tensor([float(x0), float(y0), 0.0])
+    fragments = rasterize((screen - shift)[None], faces, (y1 - y0, x1 - x0))
+    out[y0:y1, x0:x1] = face_labels_map(fragments, face_labels)[0]
+    return out
 
 
 def iuv_map(fragments: Fragments, faces: Tensor, vertex_iuv: Tensor) -> Tensor:

@@ -17,7 +17,10 @@ changing the focal length and principal point; a horizontal flip equals mirrorin
 the principal point to W - cx. So a sample with a ``camera`` keeps one after augmentation, and
 projecting its augmented 3D joints with it lands on its augmented 2D keypoints (a test checks this).
 
-The output is a dict of torch tensors per sample (:func:`prepare_sample`); the DataModule stacks them.
+The output is a dict of torch tensors per sample (:func:`prepare_sample`); the DataModule stacks them
+(except ``mask_original``, whose size is the original image's: a list, see ``streams.collate``).
+The evaluation fields in original-image coordinates (``image_id``, ``area``, ``mask_original``) pass
+through unchanged by any augmentation: ``input_to_image`` maps the input onto them.
 The image stays uint8 (B, 3, H, W): the LightningModule normalises with ImageNet's mean and std on its
 device, which moves a quarter of the bytes through the loader.
 """
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import roma
@@ -126,7 +130,7 @@ def _rotated_camera(camera: dict, image_to_input: np.ndarray, rot3: np.ndarray) 
 
 
 def crop_to_input(sample: Sample, rotation_deg: float = 0.0, scale: float = 1.0,
-                  out_res: int = 224, gain: tuple[float, float, float] | None = None) -> dict[str, torch.Tensor]:
+                  out_res: int = 224, gain: tuple[float, float, float] | None = None) -> dict[str, Any]:
     """Resample a stored sample into the network input frame, rotating and scaling about the box centre.
 
     Returns the per-sample dict (see :func:`prepare_sample`) without flip; ``gain`` (per-channel pixel
@@ -136,7 +140,7 @@ def crop_to_input(sample: Sample, rotation_deg: float = 0.0, scale: float = 1.0,
     to_crop = invert_affine_np(to_input)
     levels = None if gain is None or tuple(gain) == (1.0, 1.0, 1.0) else gain_levels(gain)
     image = warp_image(sample.image, to_crop, (out_res, out_res), "bilinear", levels=levels)
-    out: dict[str, torch.Tensor] = {"img": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))}
+    out: dict[str, Any] = {"img": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))}
 
     def keypoints(kp: np.ndarray) -> torch.Tensor:
         xy = kp[:, :2].astype(np.float64) @ to_input[:, :2].T + to_input[:, 2]
@@ -173,11 +177,20 @@ def crop_to_input(sample: Sample, rotation_deg: float = 0.0, scale: float = 1.0,
     out["has_smpl"] = torch.tensor(bool(sample.has_smpl))
     out["has_3d"] = torch.tensor(bool(sample.has_3d))
     out["has_mask"] = torch.tensor(bool(sample.has_mask))
+    # Evaluation fields, in original-image coordinates: passed through as they are.
+    out["image_id"] = sample.image_id or ""
+    out["area"] = torch.tensor(0.0 if sample.area is None else float(sample.area), dtype=torch.float32)
+    out["has_area"] = torch.tensor(sample.area is not None)
+    out["mask_original"] = None if sample.mask_original is None else torch.from_numpy(np.array(sample.mask_original))
     return out
 
 
-def flip_input(item: dict[str, torch.Tensor], out_res: int = 224) -> dict[str, torch.Tensor]:
-    """Mirror a per-sample input dict horizontally; applying it twice gives back the same values."""
+def flip_input(item: dict[str, Any], out_res: int = 224) -> dict[str, Any]:
+    """Mirror a per-sample input dict horizontally; applying it twice gives back the same values.
+
+    ``image_id``, ``area``/``has_area`` and ``mask_original`` are in original-image coordinates and stay
+    as they are: the flip is folded into ``input_to_image``.
+    """
     out = dict(item)
     out["img"] = item["img"].flip(-1)
     out["mask"] = torch.from_numpy(LSP6_FLIP_LABELS[item["mask"].flip(-1).numpy()])
@@ -203,7 +216,7 @@ def gain_levels(gain: tuple[float, float, float]) -> np.ndarray:
     return np.stack([np.clip(np.rint(levels * g), 0, 255) for g in gain]).astype(np.uint8)
 
 
-def prepare_sample(sample: Sample, params: AugmentParams = AugmentParams(), out_res: int = 224) -> dict[str, torch.Tensor]:
+def prepare_sample(sample: Sample, params: AugmentParams = AugmentParams(), out_res: int = 224) -> dict[str, Any]:
     """A stored sample -> network-input tensors, augmented with ``params``.
 
     ==================  ==================  =========================================================
@@ -222,6 +235,14 @@ def prepare_sample(sample: Sample, params: AugmentParams = AugmentParams(), out_
     input_to_image      (2, 3) float32      input pixels -> original-image pixels (eval protocols)
     image_size          (2,) int64          original image (width, height)
     vertices            (V, 3) float32      only when the sample has them (evaluation sets)
+    image_id            str                 original image's name ("" when the sample has none); people
+                                            of one image share it (COCO keypoint AP groups by image)
+    area                () float32          person's segmentation area in original-image px^2 (COCO's
+                                            OKS scale); 0 when unknown
+    has_area            () bool             area is known
+    mask_original       (H0, W0) uint8      labels as ``mask`` at the original image's resolution
+                        or None             (H0, W0 = image_size height, width), None when absent;
+                                            never stacked (``streams.UNSTACKED_KEYS``), not augmented
     ==================  ==================  =========================================================
     """
     item = crop_to_input(sample, params.rotation_deg, params.scale, out_res, params.gain)

@@ -185,8 +185,12 @@ class MixedDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> EpochLoader:
         return self._loader(self.train_stream())
 
+    def eval_dataloader(self, name: str) -> EpochLoader:
+        """The loader of one evaluation set (every sample once; ``make eval``)."""
+        return self._loader(self.eval_stream(name))
+
     def val_dataloader(self) -> list[EpochLoader]:
-        return [self._loader(self.eval_stream(name)) for name in self.eval_cfg]
+        return [self.eval_dataloader(name) for name in self.eval_cfg]
 
     def test_dataloader(self) -> list[EpochLoader]:
         return self.val_dataloader()

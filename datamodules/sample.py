@@ -14,7 +14,12 @@ The single definition of a sample's content (shapes, dtypes, units, frames; see 
   and allowed); ``has_mask`` is true exactly when ``mask`` is present. A false flag only means "do not
   supervise": the data behind it may hold anything finite (SPIN's files keep rejected fits, for instance);
 - ``center`` and ``scale`` come together or not at all; ``crop_to_image`` is invertible;
-- the JPEG decodes completely, as JPEG, to the recorded ``crop_size``; the mask has the crop's size.
+- the JPEG decodes completely, as JPEG, to the recorded ``crop_size``; the mask has the crop's size;
+- the evaluation fields are optional and independent of the flags: ``image_id`` a non-empty str,
+  ``area`` finite and > 0, ``mask_original`` uint8 of the original image's size (``image_size``).
+
+The field schema itself (:data:`SCHEMA`, :class:`FieldSpec`, :class:`CorruptSampleError`) lives in
+:mod:`datamodules.schema` and is re-exported here.
 """
 from __future__ import annotations
 
@@ -26,103 +31,14 @@ from typing import Any, Mapping
 import numpy as np
 
 from body.errors import UserError
+from datamodules.schema import (_KEY_RE, CAMERA_SCHEMA, CROP_CONTEXT, CROP_SIZE, GENDERS, MAX_ABS_METRES,
+                                MEMBER_FIELDS, SCHEMA, CorruptSampleError, FieldSpec)
 
-CROP_SIZE: int = 320           # default side of the stored crop, pixels
-CROP_CONTEXT: float = 1.5      # the crop covers CROP_CONTEXT x the person box (SPIN box: 200 * scale px)
-MAX_ABS_METRES: float = 100.0  # 3D coordinates beyond this are taken for millimetres
-GENDERS: tuple[str, ...] = ("neutral", "male", "female")
-
-
-_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
-
-
-class CorruptSampleError(UserError):
-    """A sample (or the shard holding it) is unreadable or violates the schema.
-
-    Attributes:
-        field: the offending field or member (``"pose"``, ``"jpg"``, ``"shard"``...).
-        problem: a short category for counting (``"NaN/inf"``, ``"wrong shape"``...).
-    The message is one line: ``[sample <key> (<url>):] <field>: <detail>``.
-    """
-
-    def __init__(self, field: str, problem: str, detail: str | None = None,
-                 key: str | None = None, url: str | None = None):
-        self.field, self.problem, self.key, self.url = field, problem, key, url
-        self.detail = detail or problem
-        where = ""
-        if key is not None:
-            where = f"sample {key!r}" + (f" ({url})" if url else "") + ": "
-        elif url:
-            where = f"{url}: "
-        super().__init__(f"{where}{field}: {self.detail}".replace("\n", " "))
-
-    def __reduce__(self):  # picklable across DataLoader worker processes despite the custom __init__
-        return (CorruptSampleError, (self.field, self.problem, self.detail, self.key, self.url))
-
-    @property
-    def reason(self) -> str:
-        """Counting category: ``"<field>: <problem>"``."""
-        return f"{self.field}: {self.problem}"
-
-    def at(self, key: str | None, url: str | None) -> "CorruptSampleError":
-        """The same error with the sample's key and shard attached."""
-        return CorruptSampleError(self.field, self.problem, self.detail, key=key, url=url)
-
-
-# ----------------------------------------------------------------------------------------------
-# Schema
-# ----------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class FieldSpec:
-    """One annotation field.
-
-    ``kind``: ``array`` | ``bool`` | ``str`` | ``float`` | ``camera`` | ``image``.
-    ``shape``: for arrays; ints, or ``"H"``/``"W"`` (the crop's height/width) or ``"V"`` (any length).
-    ``confidence``: the last column holds a confidence in [0, 1].
-    ``metres``: coordinates in metres (checked against :data:`MAX_ABS_METRES`).
-    """
-
-    name: str
-    kind: str
-    required: bool
-    shape: tuple[int | str, ...] | None = None
-    dtype: str | None = None
-    unit: str = ""
-    frame: str = ""
-    confidence: bool = False
-    metres: bool = False
-
-
-SCHEMA: dict[str, FieldSpec] = {f.name: f for f in [
-    FieldSpec("image", "image", True, ("H", "W", 3), "uint8", "RGB levels", "crop pixels"),
-    FieldSpec("keypoints_2d", "array", True, (49, 3), "float32", "px + conf", "crop pixels", confidence=True),
-    FieldSpec("joints_3d", "array", True, (24, 4), "float32", "m + conf", "camera", confidence=True,
-              metres=True),
-    FieldSpec("pose", "array", True, (72,), "float32", "rad (axis-angle)", "camera (global orient.)"),
-    FieldSpec("betas", "array", True, (10,), "float32", "shape coeff.", "-"),
-    FieldSpec("has_smpl", "bool", True),
-    FieldSpec("has_3d", "bool", True),
-    FieldSpec("has_mask", "bool", True),
-    FieldSpec("bigraph_joints_2d", "array", True, (12, 3), "float32", "px + score", "crop pixels",
-              confidence=True),
-    FieldSpec("gender", "str", True),
-    FieldSpec("source", "str", True),
-    FieldSpec("image_size", "array", True, (2,), "int32", "px (width, height)", "original image"),
-    FieldSpec("crop_to_image", "array", True, (2, 3), "float32", "affine", "crop px -> original px"),
-    FieldSpec("crop_context", "float", True, unit="ratio", frame="-"),
-    FieldSpec("vertices", "array", False, ("V", 3), "float32", "m", "camera", metres=True),
-    FieldSpec("mask", "array", False, ("H", "W"), "uint8", "label", "crop pixels"),
-    FieldSpec("camera", "camera", False, unit="px", frame="original image"),
-    FieldSpec("center", "array", False, (2,), "float32", "px (x, y)", "original image"),
-    FieldSpec("scale", "float", False, unit="box side / 200 px", frame="original image"),
-]}
-# The arrays of the optional ``camera`` map.
-CAMERA_SCHEMA: dict[str, FieldSpec] = {f.name: f for f in [
-    FieldSpec("focal_length", "array", True, (2,), "float32", "px (fx, fy)", "original image"),
-    FieldSpec("principal_point", "array", True, (2,), "float32", "px (cx, cy)", "original image"),
-]}
-# Fields stored in the annotation (everything but the image and the mask, which are own members).
-_ANN_FIELDS: tuple[str, ...] = tuple(n for n in SCHEMA if n not in ("image", "mask"))
+# The schema's names are re-exported: `datamodules.sample` stays the one import for a sample's content.
+__all__ = [
+    "CAMERA_SCHEMA", "CROP_CONTEXT", "CROP_SIZE", "GENDERS", "MAX_ABS_METRES", "MEMBER_FIELDS", "SCHEMA",
+    "CorruptSampleError", "FieldSpec", "Sample", "person_crop_affine", "safe_key", "validate",
+]
 
 
 @dataclass(eq=False)
@@ -165,6 +81,16 @@ class Sample:
                                                                      focal_length (2,), principal_point (2,)
     center (opt.)       (2,)        float32  px (x, y)               original image; SPIN box centre
     scale (opt.)        -           float    box side / 200 px       original image; SPIN box scale
+    image_id (opt.)     -           str      -                       name of the original image; the
+                                                                     people of one image share it (COCO
+                                                                     AP groups detections by image)
+    area (opt.)         -           float    px^2                    original image; the person's
+                                                                     segmentation area (COCO's ``area``,
+                                                                     the OKS scale)
+    mask_original       (H0, W0)    uint8    label                   original image (H0, W0 = image_size
+    (opt.)                                                           height, width); labels as ``mask``;
+                                                                     independent of has_mask (eval
+                                                                     protocols at original resolution)
     ==================  ==========  =======  ======================  ==================================
 
     ``key`` is the sample's WebDataset key: set by :func:`decode_sample`, used by :func:`write_shards`
@@ -190,6 +116,9 @@ class Sample:
     camera: dict[str, np.ndarray] | None = None
     center: np.ndarray | None = None
     scale: float | None = None
+    image_id: str | None = None
+    area: float | None = None
+    mask_original: np.ndarray | None = None
     key: str | None = None
 
     @classmethod
@@ -198,7 +127,8 @@ class Sample:
 
         Absent ``keypoints_2d``, ``joints_3d``, ``pose``, ``betas``, ``bigraph_joints_2d`` become zeros
         (confidence 0); absent flags become ``has_smpl = has_3d = False`` and ``has_mask = mask is not
-        None``; ``gender`` defaults to ``"neutral"``. Nothing is validated here (see :func:`validate`).
+        None``; ``gender`` defaults to ``"neutral"``; other optional fields (``image_id``, ``area``,
+        ``mask_original``...) stay None when absent. Nothing is validated here (see :func:`validate`).
         """
         unknown = set(fields) - set(SCHEMA) - {"key"}
         if unknown:
@@ -329,6 +259,8 @@ def validate(sample: Sample) -> None:
             dims.update(H=int(h), W=int(w))
         elif spec.kind == "array":
             _check_array(name, value, spec, dims)
+            if name == "image_size" and (value > 0).all():  # sizes "H0"/"W0" (mask_original)
+                dims.update(W0=int(value[0]), H0=int(value[1]))
         elif spec.kind == "bool":
             if not isinstance(value, (bool, np.bool_)):
                 raise CorruptSampleError(name, "wrong type", f"expected a bool, got {type(value).__name__}")

@@ -9,9 +9,11 @@ On disk (WebDataset tar shards, plain ``.tar``, one sample = one person), member
     <key>.ann.msgpack   the annotation (msgpack map, see below); always present
     <key>.jpg           the RGB crop, JPEG (quality 95 by default); always present
     <key>.mask.png      the part/foreground mask in crop pixels, 8-bit grayscale PNG; iff has_mask
+    <key>.mask_original.png   the same labels at the original image's resolution (``mask_original``,
+                        evaluation sets), 8-bit grayscale PNG; iff present (independent of has_mask)
 
-The mask is a separate PNG member (not inside the annotation) so that any image viewer shows it, the
-annotation stays small, and the PNG is lossless. Keys are ``[A-Za-z0-9_-]``, at most 80 characters
+The masks are separate PNG members (not inside the annotation) so that any image viewer shows them,
+the annotation stays small, and the PNG is lossless. Keys are ``[A-Za-z0-9_-]``, at most 80 characters
 (no dots: WebDataset splits the member name at the first dot; see :func:`safe_key`).
 
 The annotation is a msgpack map, never a pickle. Its keys are ``format`` (``"meshrec-sample"``),
@@ -21,21 +23,20 @@ The annotation is a msgpack map, never a pickle. Its keys are ``format`` (``"mes
 - numpy arrays as a map ``{"dtype": "<f4", "shape": [49, 3], "bytes": <raw C-order bytes>}``, the dtype
   a little-endian numpy type string from a short allow-list (``<f4 <f8 <i4 <i8 |u1 |b1``), decoded
   with ``numpy.frombuffer`` only;
-- flags as msgpack booleans, strings as msgpack strings, ``scale`` / ``crop_context`` as msgpack floats,
-  ``camera`` as a map of two arrays.
+- flags as msgpack booleans, strings as msgpack strings (``gender``, ``source``, ``image_id``),
+  ``scale`` / ``crop_context`` / ``area`` as msgpack floats, ``camera`` as a map of two arrays.
+An optional field that is None is left out of the map (and reads back as None); shards written before
+a field existed read back with it None.
 
 The content of a sample (schema, dataclass, validation) lives in :mod:`datamodules.sample`.
 """
 from __future__ import annotations
 
-import collections
-import dataclasses
 import io
 import math
 import os
 import re
 import tarfile
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import msgpack
@@ -44,14 +45,16 @@ from PIL import Image
 
 from body.errors import UserError
 
-from datamodules.sample import (_ANN_FIELDS, _KEY_RE, CAMERA_SCHEMA, CROP_CONTEXT, CROP_SIZE, GENDERS, SCHEMA,
-                                CorruptSampleError, FieldSpec, Sample, person_crop_affine, safe_key, validate)
+from datamodules.sample import (_KEY_RE, CAMERA_SCHEMA, CROP_CONTEXT, CROP_SIZE, GENDERS, SCHEMA, CorruptSampleError,
+                                FieldSpec, Sample, person_crop_affine, safe_key, validate)
+from datamodules.schema import _ANN_FIELDS
+from datamodules.skips import SkipCounter
 
 # The sample's content is re-exported so that `datamodules.shards` is the one import for the format.
 __all__ = [
     "CAMERA_SCHEMA", "CROP_CONTEXT", "CROP_SIZE", "GENDERS", "SCHEMA", "CorruptSampleError", "FieldSpec", "Sample",
     "person_crop_affine", "safe_key", "validate", "FORMAT_NAME", "FORMAT_VERSION", "JPEG_QUALITY", "ANN_MEMBER",
-    "JPG_MEMBER", "MASK_MEMBER", "pack_array", "unpack_array", "encode_jpeg", "decode_jpeg", "encode_sample",
+    "JPG_MEMBER", "MASK_MEMBER", "MASK_ORIGINAL_MEMBER", "pack_array", "unpack_array", "encode_jpeg", "decode_jpeg", "encode_sample",
     "decode_sample", "SkipCounter", "SKIPPED", "decode_or_skip", "write_shards", "iter_shard_members", "read_shard",
     "shard_decoder",
 ]
@@ -63,6 +66,7 @@ JPEG_QUALITY: int = 95
 ANN_MEMBER: str = "ann.msgpack"
 JPG_MEMBER: str = "jpg"
 MASK_MEMBER: str = "mask.png"
+MASK_ORIGINAL_MEMBER: str = "mask_original.png"
 _ALLOWED_DTYPES: frozenset[str] = frozenset({"<f4", "<f8", "<i4", "<i8", "|u1", "|b1"})
 _ARRAY_KEYS: frozenset[str] = frozenset({"dtype", "shape", "bytes"})
 _PICKLE_PROTO = 0x80  # first byte of a pickle of protocol >= 2
@@ -205,7 +209,7 @@ def encode_sample(sample: Sample, key: str, jpeg_quality: int = JPEG_QUALITY) ->
 
     Returns:
         ``{"__key__": key, "ann.msgpack": bytes, "jpg": bytes}`` plus ``"mask.png": bytes`` when the
-        sample has a mask.
+        sample has a mask and ``"mask_original.png": bytes`` when it has ``mask_original``.
     Raises:
         CorruptSampleError: the sample or the key violates the schema (nothing invalid is ever written).
     """
@@ -220,6 +224,8 @@ def encode_sample(sample: Sample, key: str, jpeg_quality: int = JPEG_QUALITY) ->
                                JPG_MEMBER: encode_jpeg(sample.image, jpeg_quality)}
     if sample.mask is not None:
         members[MASK_MEMBER] = _encode_png(sample.mask)
+    if sample.mask_original is not None:
+        members[MASK_ORIGINAL_MEMBER] = _encode_png(sample.mask_original)
     return members
 
 
@@ -246,7 +252,10 @@ def decode_sample(members: Mapping[str, Any]) -> Sample:
         mask = _decode_png(members[MASK_MEMBER]) if MASK_MEMBER in members else None
         if fields.get("has_mask") and mask is None:
             raise CorruptSampleError(MASK_MEMBER, "missing member", "has_mask is True but <key>.mask.png is missing")
-        sample = Sample(image=image, mask=mask, key=key if isinstance(key, str) else None, **fields)
+        mask_original = (_decode_png(members[MASK_ORIGINAL_MEMBER], MASK_ORIGINAL_MEMBER)
+                         if MASK_ORIGINAL_MEMBER in members else None)
+        sample = Sample(image=image, mask=mask, mask_original=mask_original, key=key if isinstance(key, str) else None,
+                        **fields)
         validate(sample)
     except CorruptSampleError as err:
         raise err.at(key, url) from None
@@ -254,69 +263,8 @@ def decode_sample(members: Mapping[str, Any]) -> Sample:
 
 
 # ----------------------------------------------------------------------------------------------
-# Skipping corrupt samples
+# Skipping corrupt samples (the counter: datamodules.skips.SkipCounter, re-exported)
 # ----------------------------------------------------------------------------------------------
-@dataclass
-class SkipCounter:
-    """Counts skipped samples and read failures by reason.
-
-    ``count``: how many were skipped; ``reasons``: Counter of ``"<field>: <problem>"`` categories;
-    ``examples``: the first ``max_examples`` full one-line messages. Each DataLoader worker holds its
-    own copy (workers are processes); merge them with :meth:`merge` to report totals.
-    """
-
-    count: int = 0
-    reasons: collections.Counter = dataclasses.field(default_factory=collections.Counter)
-    examples: list[str] = dataclasses.field(default_factory=list)
-    max_examples: int = 10
-    seen: set = dataclasses.field(default_factory=set, repr=False)
-
-    def add(self, error: BaseException | str) -> None:
-        """Count one failure: a CorruptSampleError (by its reason) or any exception (by its type)."""
-        if isinstance(error, CorruptSampleError):
-            reason = error.reason
-        elif isinstance(error, BaseException):
-            reason = f"read error: {type(error).__name__}"
-        else:
-            reason = str(error)
-        self.count += 1
-        self.reasons[reason] += 1
-        if len(self.examples) < self.max_examples:
-            self.examples.append(str(error).splitlines()[0] if str(error) else reason)
-
-    def add_reason(self, reason: str, message: str, ident: tuple | None = None) -> None:
-        """Count one failure already categorised elsewhere (e.g. reported by a DataLoader worker).
-
-        With ``ident`` (e.g. (shard, key)), a failure already counted under the same ident is ignored:
-        the same corrupt sample met by several workers or passes counts once.
-        """
-        if ident is not None:
-            if ident in self.seen:
-                return
-            self.seen.add(ident)
-        self.count += 1
-        self.reasons[reason] += 1
-        if len(self.examples) < self.max_examples:
-            self.examples.append(message)
-
-    def handler(self, exn: Exception) -> bool:
-        """A WebDataset ``handler=``: count the exception and continue (a truncated tar, a bad member)."""
-        self.add(exn)
-        return True
-
-    def merge(self, other: "SkipCounter") -> None:
-        self.count += other.count
-        self.reasons.update(other.reasons)
-        self.examples.extend(other.examples[: max(0, self.max_examples - len(self.examples))])
-
-    def summary(self) -> str:
-        """One line: ``skipped N: reason xK, ...``."""
-        if not self.count:
-            return "skipped 0"
-        parts = ", ".join(f"{r} x{n}" for r, n in self.reasons.most_common())
-        return f"skipped {self.count}: {parts}"
-
-
 SKIPPED = SkipCounter()  # the module-level default counter of decode_or_skip (per process)
 
 

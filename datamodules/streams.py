@@ -21,6 +21,11 @@ A corrupt sample (bad JPEG, NaN annotation, missing member, truncated tar) is sk
 counts travel to the main process inside the batches (``batch["skipped"]``: (shard, key, reason,
 one-line message) of the samples skipped since the worker's previous batch), so the totals are exact across processes.
 The same corrupt sample met again (in a later pass, or by another worker) is counted once per rank.
+
+Batches (:func:`collate`) stack the per-sample tensors of ``augment.prepare_sample`` along a new first
+axis; the keys of :data:`UNSTACKED_KEYS` (``mask_original``: one (H0, W0) uint8 tensor per sample at its
+original image's size, or None) and non-tensor values (``key``, ``image_id``) stay lists of length B.
+Training batches carry no ``mask_original`` and no ``vertices``; evaluation batches keep every key.
 """
 from __future__ import annotations
 
@@ -35,6 +40,11 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from datamodules.augment import AugmentConfig, AugmentParams, prepare_sample, sample_augment_params
 from datamodules.shards import Sample, SkipCounter, decode_or_skip, iter_shard_members
+
+# Per-sample values that are never stacked: tensors of different sizes per sample, or None.
+UNSTACKED_KEYS: tuple[str, ...] = ("mask_original",)
+# Keys of prepare_sample that training batches drop (evaluation-only data).
+EVAL_ONLY_KEYS: tuple[str, ...] = ("vertices", "mask_original")
 
 
 @dataclass(frozen=True)
@@ -92,11 +102,16 @@ def _members(url: str, skips: _Skips) -> Iterator[dict]:
 
 
 def collate(items: Sequence[dict[str, Any]], skipped: list[tuple[str, str, str, str]]) -> dict[str, Any]:
-    """Stack per-sample dicts (``augment.prepare_sample``) into a batch; lists stay lists."""
+    """Stack per-sample dicts (``augment.prepare_sample``) into a batch.
+
+    Tensors are stacked to (B, ...); the keys of :data:`UNSTACKED_KEYS` and non-tensor values (str, None)
+    become lists of length B. ``skipped`` is attached as it is.
+    """
     batch: dict[str, Any] = {}
     for key in items[0]:
         values = [item[key] for item in items]
-        batch[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
+        stack = key not in UNSTACKED_KEYS and isinstance(values[0], torch.Tensor)
+        batch[key] = torch.stack(values) if stack else values
     batch["skipped"] = skipped
     return batch
 
@@ -104,8 +119,9 @@ def collate(items: Sequence[dict[str, Any]], skipped: list[tuple[str, str, str, 
 class MixedTrainStream(IterableDataset):
     """Endless weighted mixture of sources, cut into ``batches_per_rank`` batches per epoch.
 
-    Batch keys: those of ``augment.prepare_sample`` (ground-truth ``vertices`` are dropped), plus
-    ``source`` (B,) int64 index into ``source_names``, ``key`` (list of str) and ``skipped``.
+    Batch keys: those of ``augment.prepare_sample`` but :data:`EVAL_ONLY_KEYS` (ground-truth ``vertices``
+    and ``mask_original`` are dropped), plus ``source`` (B,) int64 index into ``source_names``, ``key``
+    (list of str) and ``skipped``.
     """
 
     def __init__(self, sources: Sequence[SourceShards], batch_size: int, batches_per_rank: int,
@@ -184,24 +200,29 @@ class MixedTrainStream(IterableDataset):
             for s in rng.choice(len(self.sources), size=self.batch_size, p=self.probs):
                 sample = next(streams[s])
                 params = sample_augment_params(rng, self.augment)
-                item = prepare_sample(_without_vertices(sample), params, self.out_res)
+                item = prepare_sample(_for_training(sample), params, self.out_res)
+                for key in EVAL_ONLY_KEYS:
+                    item.pop(key, None)
                 item["source"] = torch.tensor(int(s))
                 item["key"] = sample.key
                 items.append(item)
             yield collate(items, skips.take())
 
 
-def _without_vertices(sample: Sample) -> Sample:
-    """Training does not use ground-truth meshes (and cannot mirror them); drop them before augmenting."""
-    return sample if sample.vertices is None else dataclasses.replace(sample, vertices=None)
+def _for_training(sample: Sample) -> Sample:
+    """Training uses neither ground-truth meshes (it cannot mirror them) nor original-resolution masks;
+    drop them before augmenting."""
+    if sample.vertices is None and sample.mask_original is None:
+        return sample
+    return dataclasses.replace(sample, vertices=None, mask_original=None)
 
 
 class EvalStream(IterableDataset):
     """One evaluation set, every sample exactly once over all ranks and workers, in shard order.
 
     ``counts[i]`` is the number of samples in ``urls[i]`` (see :func:`shard_sample_counts`). Batches may
-    be smaller at the end of each worker's range. Keys as :class:`MixedTrainStream` (``source`` is 0,
-    ``vertices`` kept).
+    be smaller at the end of each worker's range. Keys as :class:`MixedTrainStream` (``source`` is 0), and
+    every evaluation key kept (``vertices`` when the samples have them, ``mask_original`` as a list).
     """
 
     def __init__(self, name: str, urls: Sequence[str], counts: Sequence[int], batch_size: int,

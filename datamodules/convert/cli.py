@@ -20,7 +20,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--npz", required=True, help="SPIN-format annotation file (data/dataset_extras/*.npz)")
     p.add_argument("--images", required=True, help="image root: imgname paths are relative to it")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--split", choices=SPLITS, default="train", help="which split the npz is (default: train)")
+    p.add_argument("--split", choices=SPLITS, default="train",
+                   help="which split the npz is (default: train); test also stores masks uncropped (mask_original)")
     p.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default: 1000)")
     p.add_argument("--crop-size", type=int, default=CROP_SIZE, help=f"crop side in pixels (default: {CROP_SIZE})")
     p.add_argument("--body", choices=("open", "smpl"), default="open",

@@ -16,7 +16,11 @@ What a converted sample holds (the field docs of ``Sample`` are the reference):
   confidence), else from ``part`` (ground truth used as detections), else zeros;
 - gender, source (= dataset name), image_size (after EXIF orientation), center, scale;
 - mask: 6-part labels (from ``partname``) or a silhouette (from ``maskname``), cropped, see :mod:`.masks`;
+- mask_original: the same labels uncropped, at the original resolution, for a test split with masks only
+  (``--split test``: the LSP segmentation protocol scores there); training splits leave it None;
 - vertices: 3DPW only;
+- image_id: ``imgname`` (the people of one image share it);
+- area: None (SPIN's files do not have it; the COCO protocol reads the official annotation json);
 - key: ``safe_key(f"{dataset}_{index:08d}_{imgname}")`` with the npz row index.
 """
 from __future__ import annotations
@@ -114,13 +118,14 @@ def bigraph_source(npz: SpinNpz) -> str:
 
 def build_sample(record: SpinRecord, image: np.ndarray, spec: DatasetSpec, crop_size: int,
                  bigraph_from: str, mask: np.ndarray | None = None,
-                 body_gt: BodyGroundTruth | None = None) -> Sample:
+                 body_gt: BodyGroundTruth | None = None, keep_original_mask: bool = False) -> Sample:
     """One sample from a cleaned record and its decoded image (and mask, in our labels).
 
     Args:
         record: the person; image: (H, W, 3) uint8 original image; mask: (H, W) uint8 labels or None.
         bigraph_from: "openpose" | "part" | "none" (see :func:`bigraph_source`).
         body_gt: required when ``spec.vertices_from_body_model`` and the record has pose/betas.
+        keep_original_mask: also store ``mask`` uncropped as ``mask_original`` (test splits).
     """
     affine = person_crop_affine(record.center, record.scale, crop_size, CROP_CONTEXT)
     kp49 = keypoints_to_crop(keypoints49(record.openpose, record.part), affine)
@@ -131,7 +136,7 @@ def build_sample(record: SpinRecord, image: np.ndarray, spec: DatasetSpec, crop_
     else:
         bigraph = np.zeros((12, 3))
     fields: dict = dict(keypoints_2d=kp49, bigraph_joints_2d=bigraph, gender=record.gender,
-                        center=record.center, scale=record.scale, key=safe_key(
+                        center=record.center, scale=record.scale, image_id=record.imgname, key=safe_key(
                             f"{spec.name}_{record.index:08d}_{record.imgname}"))
     if record.pose is not None:
         fields.update(pose=record.pose, betas=record.betas, has_smpl=record.has_smpl)
@@ -144,6 +149,8 @@ def build_sample(record: SpinRecord, image: np.ndarray, spec: DatasetSpec, crop_
         fields.update(vertices=vertices, joints_3d=joints_3d, has_3d=True)
     if mask is not None:
         fields.update(mask=crop_labels(mask, affine, crop_size, fill=IGNORE), has_mask=True)
+        if keep_original_mask:
+            fields["mask_original"] = mask
     return Sample.build(image=crop_image(image, affine, crop_size), source=spec.name,
                         image_size=(image.shape[1], image.shape[0]), crop_to_image=affine, **fields)
 
@@ -214,7 +221,8 @@ def iter_samples(settings: ConvertSettings, npz: SpinNpz, counter: SkipCounter, 
         if record.openpose is not None and bigraph_from == "openpose" and not record.openpose[:, 2].any():
             notes["bigraph: no OpenPose detection (scores 0)"] += 1
         try:
-            sample = build_sample(record, image, spec, settings.crop_size, bigraph_from, mask, body_gt)
+            sample = build_sample(record, image, spec, settings.crop_size, bigraph_from, mask, body_gt,
+                                  keep_original_mask=settings.split == "test")
             validate(sample)
         except CorruptSampleError as err:
             counter.add(err.at(key, None))

@@ -4,6 +4,10 @@ The person (:class:`Person`) knows everything; the source's :class:`.sources.Sou
 sample keeps (see the table in :mod:`.sources`). Projections are computed from the values as stored
 (float32 keypoints, camera and ``crop_to_image``) in float64, so that re-projecting the stored 3D data
 with the stored camera and the inverse of ``crop_to_image`` lands on ``keypoints_2d`` to ~1e-4 px.
+
+Every sample's ``image_id`` is its key (one person per synthetic image). A person rendered at the
+original resolution (``original_labels``, evaluation sets) gives ``area``, its foreground pixel count
+there, and for a source with ``original_mask`` the label map itself as ``mask_original``.
 """
 from __future__ import annotations
 
@@ -27,7 +31,8 @@ class Person:
     SPIN-49 keypoints; vertices (V, 3) float32; image (H, W, 3) uint8 crop; part_mask (H, W) uint8
     LSP-6 labels (0 background); focal (2,) and principal (2,) float32 original intrinsics; image_size
     (2,) original (width, height); center (2,) float32 and scale of the SPIN box; crop_to_image (2, 3)
-    float32.
+    float32; original_labels (H0, W0) uint8 LSP-6 labels rendered at the original resolution with the
+    original camera (H0, W0 = image_size height, width), or None when not rendered (training sources).
     """
 
     pose: np.ndarray
@@ -43,6 +48,7 @@ class Person:
     center: np.ndarray
     scale: float
     crop_to_image: np.ndarray
+    original_labels: np.ndarray | None = None
 
     def keypoints_crop(self) -> np.ndarray:
         """(49, 2) float64 crop pixels of the 49 keypoints: projected with the original camera, then mapped
@@ -93,7 +99,7 @@ def build_sample(person: Person, spec: SourceSpec, key: str, rng_labels: np.rand
         has_3d=spec.has_3d, has_smpl=spec.has_smpl, has_mask=spec.has_mask,
         bigraph_joints_2d=detected, gender="neutral",
         camera={"focal_length": person.focal, "principal_point": person.principal},
-        center=person.center, scale=person.scale, crop_context=CROP_CONTEXT,
+        center=person.center, scale=person.scale, crop_context=CROP_CONTEXT, image_id=key,
     )
     if spec.has_smpl:
         fields.update(pose=person.pose, betas=person.betas)
@@ -101,5 +107,11 @@ def build_sample(person: Person, spec: SourceSpec, key: str, rng_labels: np.rand
         fields["mask"] = person.part_mask
     if spec.vertices:
         fields["vertices"] = person.vertices
+    if person.original_labels is not None:
+        area = int(np.count_nonzero(person.original_labels))
+        if area > 0:  # 0 only for a person entirely outside the original image
+            fields["area"] = float(area)
+        if spec.original_mask:
+            fields["mask_original"] = person.original_labels
     return Sample.build(image=person.image, source=spec.name, image_size=person.image_size,
                         crop_to_image=person.crop_to_image, key=key, **fields)

@@ -80,8 +80,8 @@ def generator_fingerprint() -> str:
 
     root = Path(__file__).resolve().parent
     files = sorted(p for p in root.glob("*.py") if p.name != "preview.py") + [
-        root.parent.parent / "body" / "poses.py", root.parent / "sample.py",
-                                         root.parent / "shards.py"]
+        root.parent.parent / "body" / "poses.py", root.parent / "schema.py", root.parent / "sample.py",
+        root.parent / "shards.py"]
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())

@@ -5,16 +5,22 @@ and coloured (a (1, 1, N) view of its fragments, so :func:`body.render.shade` an
 :func:`body.raster.interpolate_vertex_attributes` never touch background pixels). Shading is
 ``body.render.shade`` with white vertex colours (Lambert, two-sided, the person's own light direction
 and ambient term, diffuse = 1 - ambient), multiplied by the albedo of ``.texture`` and the light colour.
+
+:func:`render_original_labels` renders one person's LSP-6 labels once more at the original image's
+resolution with the original camera (evaluation sets: ``area``, ``mask_original``): the same projection
+(:func:`crop_screen`), rasteriser and pixel convention as the crop (pixel i covers [i, i + 1), tested at
+its centre i + 0.5), so the two label maps differ only by resampling along edges.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from body.raster import Fragments, interpolate_vertex_attributes, rasterize
-from body.render import face_labels_map, shade
+from body.render import face_labels_image, face_labels_map, shade
 from datamodules.synthetic.appearance import Appearance
 from datamodules.synthetic.texture import BodyCoordinates, albedo
 
@@ -70,3 +76,21 @@ def render_people(verts_cam: Tensor, focal: Tensor, principal: Tensor, faces: Te
         rgb[b][:, idx] = colour.clamp(0.0, 1.0).T
     alpha = (frags.pix_to_face >= 0).float()[:, None]
     return rgb.view(b_, 3, size, size), alpha, mask
+
+
+def render_original_labels(verts_cam: Tensor, focal: Tensor, principal: Tensor, image_size: tuple[int, int],
+                           faces: Tensor, face_labels: Tensor) -> np.ndarray:
+    """One person's part labels at the original image's resolution, seen by the original camera.
+
+    ``body.render.face_labels_image`` rasterises only the mesh's window (bit for bit a full-size render).
+
+    Args:
+        verts_cam: (V, 3) float32 camera frame, metres (z > 0); focal, principal: (2,) float32 original
+            intrinsics (px); image_size: original (width, height); faces: (F, 3) long;
+        face_labels: (F,) long labels (e.g. ``BodyCoordinates.face_lsp6``).
+    Returns:
+        (height, width) uint8 labels, 0 where no face covers the pixel centre.
+    """
+    screen = crop_screen(verts_cam[None], focal[None], principal[None])[0]   # (V, 3)
+    labels = face_labels_image(screen, faces, face_labels, int(image_size[1]), int(image_size[0]))
+    return labels.to(torch.uint8).numpy()

@@ -28,7 +28,7 @@ from datamodules.synthetic.compose import compose
 from datamodules.synthetic.placement import (crop_affine_for, crop_camera, image_to_crop, place_person, project,
                                              sample_camera, spin_box)
 from datamodules.synthetic.poses import sample_betas, sample_body_pose, sample_orientation
-from datamodules.synthetic.renderer import render_people
+from datamodules.synthetic.renderer import render_original_labels, render_people
 from datamodules.synthetic.sources import SourceSpec
 from datamodules.synthetic.texture import BodyCoordinates, body_coordinates
 
@@ -132,8 +132,15 @@ class SceneGenerator:
         result = []
         for b, (g, f, look) in enumerate(zip(gens, fields, looks)):
             image = compose(backgrounds[b], rgb[b], alpha[b], look.blur_sigma, look.noise_sigma, g["noise"])
-            result.append((Person(image=image, part_mask=mask[b].numpy(), **f), g))
+            original = self._original_labels(f) if spec.renders_original else None
+            result.append((Person(image=image, part_mask=mask[b].numpy(), original_labels=original, **f), g))
         return result
+
+    def _original_labels(self, f: dict) -> np.ndarray:
+        """(H0, W0) uint8 LSP-6 labels of one person at the original resolution (original camera)."""
+        return render_original_labels(torch.from_numpy(f["vertices"]), torch.from_numpy(f["focal"]),
+                                      torch.from_numpy(f["principal"]), tuple(int(v) for v in f["image_size"]),
+                                      self.model.faces, self.coords.face_lsp6)
 
     def _horizon(self, kp_crop: np.ndarray, rng: np.random.Generator) -> float:
         """Row of the horizon in the crop: between the ankles and the head top (camera at body height)."""

@@ -19,7 +19,23 @@ OpenPose slots (0..24 of the 49) are zero for every training source, as in SPIN'
 ``joints_3d`` of h36m has confidence 1 on its 17 slots only. Evaluation sets (``3dpw``, ``h36m``,
 ``up3d``, ``lsp``, ``coco``, the papers' protocols) keep everything: 3D (all 24 joints), SMPL, vertices,
 the 6-part mask and all 49 keypoints. For every source, a keypoint whose projection falls outside the
-crop has confidence 0, and every sample carries BiGraph's detected joints, the camera, center/scale.
+crop has confidence 0, and every sample carries BiGraph's detected joints, the camera, center/scale,
+and ``image_id`` = its key (one person per synthetic image).
+
+Evaluation fields at the original image's resolution (the protocols score there): every evaluation set
+renders its person once more with the original camera (``focal``, ``principal``, ``image_size``; same
+rasteriser, LSP-6 labels and pixel convention as the crop, see ``renderer.render_original_labels``) and
+stores ``area`` = the rendered person's pixel count inside the original image (COCO's OKS scale). Only
+the sets with ``original_mask`` (the ``lsp`` evaluation set, for the LSP segmentation protocol) also store
+that label map as ``mask_original``:
+
+==========  ======  =============  ================================================================
+set         area    mask_original  what scores it
+==========  ======  =============  ================================================================
+eval lsp    yes     yes            LSP-6 parts / foreground at original resolution
+other eval  yes     no             (area: COCO keypoint AP's OKS scale; unused elsewhere)
+training    no      no             -
+==========  ======  =============  ================================================================
 
 The remaining columns shape the pictures (a little of each data set's flavour): ``library`` the share
 of poses from the hand-written library (the rest are random within the joint limits), ``spread`` how far
@@ -54,6 +70,8 @@ class SourceSpec:
         slots_3d: slots of ``joints_3d`` with confidence 1 when ``has_3d``.
         drop_rate: share of the annotated 2D joints left unlabelled (confidence 0), drawn per joint.
         library, spread, truncation, backgrounds: scene flavour (module docstring).
+        original_mask: store ``mask_original``, the LSP-6 labels rendered at the original resolution
+            (the ``lsp`` evaluation set only; module docstring).
     """
 
     name: str
@@ -71,6 +89,12 @@ class SourceSpec:
     spread: float = 0.6
     truncation: float = 0.1
     backgrounds: tuple[str, ...] = ALL_BACKGROUNDS
+    original_mask: bool = False
+
+    @property
+    def renders_original(self) -> bool:
+        """The person is also rendered at the original resolution (``area``; ``mask_original``)."""
+        return self.split == "eval" or self.original_mask
 
 
 TRAIN_SOURCES: dict[str, SourceSpec] = {s.name: s for s in [
@@ -98,7 +122,8 @@ EVAL_SETS: dict[str, SourceSpec] = {s.name: s for s in [
     _eval("3dpw", library=0.7, spread=0.45, truncation=0.05, backgrounds=("outdoor", "noise", "blobs", "room")),
     _eval("h36m", library=0.7, spread=0.45, truncation=0.03, backgrounds=("room",)),
     _eval("up3d", library=0.5, spread=0.6, truncation=0.05),
-    _eval("lsp", library=0.35, spread=0.8, truncation=0.05, backgrounds=("outdoor", "noise", "blobs", "gradient")),
+    _eval("lsp", library=0.35, spread=0.8, truncation=0.05, backgrounds=("outdoor", "noise", "blobs", "gradient"),
+          original_mask=True),
     _eval("coco", library=0.5, spread=0.6, truncation=0.2),
 ]}
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from body.raster import rasterize
-from body.render import (colorize_labels, face_labels_map, iuv_map, overlay, part_palette, save_png, shade,
+from body.render import (colorize_labels, face_labels_image, face_labels_map, iuv_map, overlay, part_palette, save_png, shade,
                          silhouette, to_uint8_image, vertex_labels_to_face_labels, vertex_normals)
 from tests.body.scenes import SIZE, analytic_sphere_area, icosphere, project, sphere_scene
 
@@ -67,6 +67,28 @@ def test_face_labels_map_labels_pixels_by_the_part_under_them():
     upper[(jj < 32) & (ii > 8) & (jj - 8 > (ii - 8) * 0.75 + 0.5)] = True  # above the diagonal
     assert upper.sum() > 100
     assert (lab_v[0][upper] == 2).all()
+
+
+def test_face_labels_image_paints_a_known_square():
+    """Two triangles covering x in [10, 30), y in [5, 25) with label 3: exactly those pixel centres."""
+    screen = torch.tensor([[10.0, 5.0, 2.0], [30.0, 5.0, 2.0], [30.0, 25.0, 2.0], [10.0, 25.0, 2.0]])
+    faces = torch.tensor([[0, 1, 2], [0, 2, 3]])
+    labels = face_labels_image(screen, faces, torch.tensor([3, 3]), 40, 50)
+    expected = torch.zeros(40, 50, dtype=torch.long)
+    expected[5:25, 10:30] = 3
+    assert torch.equal(labels, expected)
+
+
+@pytest.mark.parametrize("offset", [(0.0, 0.0), (-40.0, 25.0), (300.0, 0.0)])
+def test_face_labels_image_equals_the_full_size_render(offset):
+    """The windowed render is the full-size render bit for bit: inside, partly outside, fully outside."""
+    verts, faces = icosphere(3)
+    screen = torch.cat([verts[:, :2] * 37.3 + torch.tensor([60.2, 45.7]) + torch.tensor(offset),
+                        verts[:, 2:] + 3.0], dim=1)
+    labels = (torch.arange(faces.shape[0]) % 5) + 1
+    full = face_labels_map(rasterize(screen[None], faces, (90, 130)), labels)[0]
+    assert torch.equal(face_labels_image(screen, faces, labels, 90, 130), full)
+    assert (full > 0).any() == (offset[0] < 200)
 
 
 def test_iuv_map_part_index_and_linear_uv_ramps():
