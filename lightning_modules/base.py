@@ -93,6 +93,13 @@ class MeshRecoveryModule(pl.LightningModule):
         """The decoded final estimate: vertices, joints, keypoints, SMPL parameters and camera."""
         return self.decode(out["iterations"][-1])
 
+    # Suffixes of the meshes ``evaluated_meshes`` returns (the evaluation row's 3D column suffixes).
+    EVALUATED_MESHES: tuple[str, ...] = ("",)
+
+    def evaluated_meshes(self, out: Mapping[str, Any]) -> dict[str, Tensor]:
+        """The (B, V, 3) meshes the 3D protocols score, keyed by ``EVALUATED_MESHES`` (default: the final one)."""
+        return {"": self.final_prediction(out)["vertices"]}
+
     # ------------------------------------------------------------------------------------------
     # Shared pieces
     # ------------------------------------------------------------------------------------------
@@ -148,43 +155,57 @@ class MeshRecoveryModule(pl.LightningModule):
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         self.update_val_metrics(batch, self.run_network(batch), self.val_metrics[dataloader_idx])
 
-    def update_val_metrics(self, batch: Mapping[str, Any], out: Mapping[str, Any],
-                           metrics: nn.ModuleDict) -> dict[str, Tensor] | None:
-        """Accumulate one batch's errors (module docstring).
+    def protocol_joints(self, vertices: Tensor) -> Tensor:
+        """(B, V, 3) vertices -> (B, 14, 3) the 3D protocols' joints (LSP-14 of the H36M regressor, pelvis-centred)."""
+        return protocol_joints(self.body.h36m17(vertices))
 
-        Returns the ground-truth mesh (for subclasses adding metrics), or None without SMPL ground truth.
+    def evaluation_targets(self, batch: Mapping[str, Any]) -> dict[str, Tensor] | None:
+        """Ground truth of the 3D protocols for a batch (module docstring), or None when no sample has any.
+
+        Returns:
+            ``index`` (n,) the evaluated samples, those with SMPL ground truth first; ``joints`` (n, 14, 3)
+            their protocol joints; ``smpl_index`` (m,) the samples with SMPL ground truth and ``vertices``
+            (m, V, 3) their ground-truth mesh (m may be 0).
         """
         has_smpl = batch["has_smpl"].bool()
         joints_3d = batch["joints_3d"]
         has_joints = batch["has_3d"].bool() & ~has_smpl & (joints_3d[:, J24_TO_LSP14 + [J24_PELVIS], 3] > 0).all(-1)
         if not bool(has_smpl.any() or has_joints.any()):
             return None
+        smpl_index, joints_index = has_smpl.nonzero().squeeze(1), has_joints.nonzero().squeeze(1)
+        parts, vertices = [], joints_3d.new_zeros(0, self.body.num_vertices, 3)
+        if smpl_index.numel():
+            vertices = self.ground_truth_mesh({k: batch[k][smpl_index] for k in ("pose", "betas")})["vertices"]
+            parts.append(self.protocol_joints(vertices))
+        if joints_index.numel():
+            j = joints_3d[joints_index]
+            parts.append(j[:, J24_TO_LSP14, :3] - j[:, J24_PELVIS, None, :3])
+        return {"index": torch.cat([smpl_index, joints_index]), "joints": torch.cat(parts),
+                "smpl_index": smpl_index, "vertices": vertices}
+
+    def update_val_metrics(self, batch: Mapping[str, Any], out: Mapping[str, Any],
+                           metrics: nn.ModuleDict) -> dict[str, Tensor] | None:
+        """Accumulate one batch's errors (module docstring).
+
+        Returns the batch's :meth:`evaluation_targets` (for subclasses adding metrics), or None.
+        """
+        targets = self.evaluation_targets(batch)
+        if targets is None:
+            return None
+        index, gt_joints = targets["index"], targets["joints"]
         pred = self.final_prediction(out)
-        gt = self.ground_truth_mesh(batch) if bool(has_smpl.any()) else None
-
-        def protocol(vertices: Tensor) -> Tensor:
-            """(B, V, 3) predicted vertices -> (n, 14, 3) protocol joints of the evaluated samples."""
-            joints = protocol_joints(self.body.h36m17(vertices))
-            return torch.cat([joints[has_smpl], joints[has_joints]])
-
-        gt_parts = []
-        if gt is not None:
-            gt_parts.append(protocol_joints(self.body.h36m17(gt["vertices"][has_smpl])))
-        if bool(has_joints.any()):
-            j = joints_3d[has_joints]
-            gt_parts.append(j[:, J24_TO_LSP14, :3] - j[:, J24_PELVIS, None, :3])
-        gt_joints = torch.cat(gt_parts)
-        pred_joints = protocol(pred["vertices"])
+        pred_joints = self.protocol_joints(pred["vertices"])[index]
         metrics["mpjpe"].update(pred_joints, gt_joints)
         metrics["pa_mpjpe"].update(pred_joints, gt_joints)
-        if gt is not None:
-            metrics["pve"].update(pred["vertices"][has_smpl], gt["vertices"][has_smpl])
+        if targets["smpl_index"].numel():
+            metrics["pve"].update(pred["vertices"][targets["smpl_index"]], targets["vertices"])
         iterations = out.get("iterations", [])
         if len(iterations) > 1:
             if "per_iteration" not in metrics:
                 metrics["per_iteration"] = PerIterationMPJPE(len(iterations)).to(self.device)
-            metrics["per_iteration"].update([protocol(self.decode(e)["vertices"]) for e in iterations], gt_joints)
-        return gt
+            metrics["per_iteration"].update(
+                [self.protocol_joints(self.decode(e)["vertices"])[index] for e in iterations], gt_joints)
+        return targets
 
     def on_validation_epoch_end(self) -> None:
         for name, metrics in zip(self.eval_sets, self.val_metrics):

@@ -88,6 +88,13 @@ class BiGraphModule(MeshRecoveryModule):
                 "keypoints_2d": project_to_normalized_crop(kp3d, out["cam"], self.img_res),
                 "pose_rotmat": out["pose_rotmat"], "betas": out["betas"], "cam": out["cam"]}
 
+    # BiGraph's tables report the graph's non-parametric mesh (np) and the body model on the regressed
+    # parameters (p).
+    EVALUATED_MESHES: tuple[str, ...] = ("_np", "_p")
+
+    def evaluated_meshes(self, out: Mapping[str, Any]) -> dict[str, Tensor]:
+        return {"_np": out["vertices"], "_p": self.decode(out["iterations"][-1])["vertices"]}
+
     def compute_losses(self, batch: Mapping[str, Any], out: Mapping[str, Any]) -> dict[str, Tensor]:
         pred = self.final_prediction(out)
         has_smpl, has_3d = batch["has_smpl"].bool(), batch["has_3d"].bool()
@@ -126,9 +133,8 @@ class BiGraphModule(MeshRecoveryModule):
 
     def update_val_metrics(self, batch: Mapping[str, Any], out: Mapping[str, Any],
                            metrics: nn.ModuleDict) -> dict[str, Tensor] | None:
-        gt = super().update_val_metrics(batch, out, metrics)
-        if gt is not None:
-            valid = batch["has_smpl"].bool()
-            smpl_mesh = self.decode(out["iterations"][-1])["vertices"][valid]
-            metrics["pve_smpl"].update(smpl_mesh, gt["vertices"][valid])
-        return gt
+        targets = super().update_val_metrics(batch, out, metrics)
+        if targets is not None and targets["smpl_index"].numel():
+            smpl_mesh = self.decode(out["iterations"][-1])["vertices"][targets["smpl_index"]]
+            metrics["pve_smpl"].update(smpl_mesh, targets["vertices"])
+        return targets

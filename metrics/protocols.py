@@ -37,8 +37,6 @@ from torch import Tensor
 from body.camera import FOCAL_LENGTH, apply_affine, normalized_to_pixels, perspective_projection, \
     weak_perspective_to_translation
 from body.errors import UserError
-from body.raster import rasterize
-from body.render import face_labels_map
 
 IGNORE_LABEL: int = 255
 # protocol -> the row's columns, in the papers' order (3D columns get _np / _p suffixes for BiGraph).
@@ -95,13 +93,6 @@ def vertices_in_image(vertices: Tensor, cam: Tensor, input_to_image: Tensor, img
     xy = perspective_projection(vertices, t, focal_length, camera_center=centre)
     depth = vertices[..., 2:3] + t[:, None, 2:3]
     return torch.cat([apply_affine(xy, input_to_image.to(vertices.dtype)), depth], dim=-1)
-
-
-def render_labels_in_image(screen: Tensor, faces: Tensor, face_labels: Tensor, height: int, width: int) -> Tensor:
-    """One mesh's per-pixel face labels at (height, width): (V, 3) screen coordinates -> (H, W) long,
-    0 where no face covers the pixel centre."""
-    fragments = rasterize(screen[None], faces, (int(height), int(width)))
-    return face_labels_map(fragments, face_labels)[0]
 
 
 def foreground_of(labels: Tensor) -> Tensor:

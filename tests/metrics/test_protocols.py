@@ -7,10 +7,8 @@ import torch
 from body.camera import crop_affine, invert_affine, perspective_projection, pixels_to_normalized
 from body.errors import UserError
 from body.joints import J24_TO_COCO17
-from body.raster import rasterize
 from metrics.protocols import (IGNORE_LABEL, PROTOCOL_COLUMNS, coco_ground_truth_keypoints, foreground_of,
-                               input_box_in_image, keypoints_in_image, protocol_of_set, render_labels_in_image,
-                               vertices_in_image)
+                               input_box_in_image, keypoints_in_image, protocol_of_set, vertices_in_image)
 
 RES = 224
 
@@ -77,18 +75,6 @@ def test_vertices_in_image_equals_the_composed_pinhole_camera(gen):
     expected = perspective_projection(verts, t, (5000.0 * k)[:, None].expand(2, 2), principal)
     assert torch.allclose(screen[..., :2], expected, atol=1e-3)
     assert torch.allclose(screen[..., 2], verts[..., 2] + tz[:, None], atol=1e-5)
-
-
-def test_render_labels_in_image_paints_a_known_square():
-    """Two triangles covering x in [10, 30), y in [5, 25) with label 3: exactly those pixel centres."""
-    screen = torch.tensor([[10.0, 5.0, 2.0], [30.0, 5.0, 2.0], [30.0, 25.0, 2.0], [10.0, 25.0, 2.0]])
-    faces = torch.tensor([[0, 1, 2], [0, 2, 3]])
-    labels = render_labels_in_image(screen, faces, torch.tensor([3, 3]), 40, 50)
-    expected = torch.zeros(40, 50, dtype=torch.long)
-    expected[5:25, 10:30] = 3
-    assert labels.shape == (40, 50) and torch.equal(labels, expected)
-    # the same as the rasteriser's own coverage
-    assert torch.equal(labels > 0, rasterize(screen[None], faces, (40, 50)).pix_to_face[0] >= 0)
 
 
 def test_foreground_of_keeps_ignore():
