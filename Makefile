@@ -3,13 +3,6 @@
 # any other torch requirement pulls several GB of CUDA wheels); on GPU machines pip picks torch freely
 # within pyproject's range.
 PYTHON ?= python3
-# glibc's malloc hands every freed block over 32 MB back to the kernel (munmap) and page-faults it in again
-# on the next allocation: on CPU that was half of a BiGraph training step (system time). These keep freed
-# memory in the process instead (BiGraph, batch 16: 8.9 s -> 4.6 s a step; bench in the README). Override
-# them in the environment to change them.
-export MALLOC_MMAP_MAX_ ?= 0
-export MALLOC_TRIM_THRESHOLD_ ?= 68719476736
-export MALLOC_TOP_PAD_ ?= 1073741824
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
