@@ -90,6 +90,7 @@ class ProtocolEvaluator:
         self.coco_images: dict[str, int] = {}
         self.unmatched_images = 0
         self._face_lsp6: Tensor | None = None
+        self._coco_ground_truth_added = False
 
     # ------------------------------------------------------------------------------------------
     def _metric(self, name: str, factory) -> Any:
@@ -234,9 +235,10 @@ class ProtocolEvaluator:
         ap = self.metrics.get("coco")
         if ap is None:
             return {"columns": dict.fromkeys(PROTOCOL_COLUMNS["coco"])}
-        if self.coco is not None:
+        if self.coco is not None and not self._coco_ground_truth_added:   # once, however often row() is called
             seen = sorted({int(i) for part in ap.det_image_ids for i in part.tolist()})
             ap.update(*_no_detections(), **self.coco.ground_truth(seen))
+            self._coco_ground_truth_added = True
         scores = ap.compute()
         names = {"ap": "AP", "ap50": "AP50", "ap75": "AP75", "apm": "APM", "apl": "APL"}
         result = {"columns": {c: _number(scores[names[c]]) for c in PROTOCOL_COLUMNS["coco"]}}
