@@ -29,9 +29,11 @@ from the body model given at construction, not from checkpoints. The sparse prod
 the adjacency's dtype (float32 unless the module is converted); half-precision features under autocast are
 cast up for it and back down.
 
-Per-node products are kernel-1 ``conv1d`` calls: contiguous in and out. ``torch.matmul(W, x)`` on
-(B, C, N) folds batch and nodes with a transposed copy on each side (measured ~1.6x slower for the whole
-BiGraph network at batch 1 on CPU).
+Per-node products (``node_linear``) are batched matrix products with the weight broadcast over the batch:
+contiguous in and out, no transposed copies (``torch.matmul(W, x)`` on (B, C, N) folds batch and nodes with
+a transposed copy on each side). Measured in the BiGraph network on the 2-core CPU (1,723 nodes, 256
+channels): at batch 32 the graph part takes 1.7 s this way against 2.4 s with kernel-1 ``conv1d``; at batch
+1 oneDNN's ``conv1d`` is the faster one (30 vs 36 ms), so a single image takes that path.
 """
 from __future__ import annotations
 
@@ -69,6 +71,24 @@ def graph_matmul(adjacency: Tensor, x: Tensor) -> Tensor:
     return out.t().reshape(b, c, -1).contiguous().to(x.dtype)
 
 
+def node_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """The same linear map at every node: out[b, :, i] = W x[b, :, i] + bias (module docstring: why two paths).
+
+    Args:
+        x: (B, C_in, N).
+        weight: (C_out, C_in); a transposed view is copied once (a strided weight slows the product 2x).
+        bias: (C_out,) or None.
+    Returns:
+        (B, C_out, N).
+    """
+    if x.shape[0] == 1:
+        return F.conv1d(x, weight[:, :, None], bias)                            # one image: oneDNN is faster
+    w = weight.contiguous().expand(x.shape[0], -1, -1)                          # (B, C_out, C_in), no copy
+    if bias is None:
+        return torch.bmm(w, x)
+    return torch.baddbmm(bias[None, :, None], w, x)
+
+
 def _to_csr(adjacency: Tensor) -> Tensor:
     """COO -> CSR for the product: CSR x dense is 2.4x (forward) and 1.6x (forward + backward) faster than
     COO x dense on CPU for the 1,723-vertex mesh at batch 32 (measured); the conversion is O(nnz)."""
@@ -89,6 +109,12 @@ def num_groups(channels: int, channels_per_group: int = 8) -> int:
     while channels % groups:
         groups -= 1
     return groups
+
+
+def norm_relu(norm: nn.Module, x: Tensor) -> Tensor:
+    """ReLU(norm(x)) with the ReLU in place on the norm's fresh output: one buffer fewer per layer (fewer
+    page faults for large batches). Safe for autograd: GroupNorm's backward keeps its input, not its output."""
+    return F.relu(norm(x), inplace=True)
 
 
 def group_norm(channels: int, channels_per_group: int = 8) -> nn.GroupNorm:
@@ -120,7 +146,7 @@ class GraphLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C_in, N) -> (B, C_out, N)."""
-        return F.conv1d(x, self.W[:, :, None], self.b)
+        return node_linear(x, self.W, self.b)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels} -> {self.out_channels}"
@@ -182,11 +208,11 @@ class GraphConvolution(nn.Module):
         a = self.adjacency if adjacency is None else adjacency
         if a is None:
             raise ValueError("this GraphConvolution stores no adjacency: pass one to forward")
-        w = self.weight.t()[:, :, None]                                          # (C_out, C_in, 1)
+        w = self.weight.t()                                                      # (C_out, C_in)
         if self.out_channels <= self.in_channels:                                # cheaper order first
-            y = graph_matmul(a, F.conv1d(x, w))
+            y = graph_matmul(a, node_linear(x, w))
         else:
-            y = F.conv1d(graph_matmul(a, x), w)
+            y = node_linear(graph_matmul(a, x), w)
         return y if self.bias is None else y + self.bias[:, None]
 
     def extra_repr(self) -> str:
@@ -222,9 +248,9 @@ class GraphResBlock(nn.Module):
 
     def residual(self, x: Tensor, adjacency: Tensor | None = None) -> Tensor:
         """The residual branch y: (B, C_in, N) -> (B, C_out, N)."""
-        y = self.lin1(F.relu(self.pre_norm(x)))
-        y = self.conv(F.relu(self.norm1(y)), adjacency)
-        return self.lin2(F.relu(self.norm2(y)))
+        y = self.lin1(norm_relu(self.pre_norm, x))
+        y = self.conv(norm_relu(self.norm1, y), adjacency)
+        return self.lin2(norm_relu(self.norm2, y))
 
     def forward(self, x: Tensor, adjacency: Tensor | None = None) -> Tensor:
         """(B, C_in, N) -> (B, C_out, N)."""

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from lightning_modules.nets.graph import (
-    GraphConvolution, GraphLinear, GraphResBlock, graph_matmul, num_groups, row_normalize,
+    GraphConvolution, GraphLinear, GraphResBlock, graph_matmul, node_linear, norm_relu, num_groups, row_normalize,
 )
 
 
@@ -27,18 +27,56 @@ def test_graph_matmul_dense_sparse_rectangular():
         graph_matmul(a, x[..., :6])
 
 
-def test_graph_linear_is_per_node_matmul():
+@pytest.mark.parametrize("batch", [1, 2])   # node_linear's two paths: conv1d for one image, bmm for more
+def test_graph_linear_is_per_node_matmul(batch):
     gen = torch.Generator().manual_seed(1)
     lin = GraphLinear(6, 4).double()
     with torch.no_grad():
         lin.W.normal_(generator=gen)
         lin.b.normal_(generator=gen)
-    x = torch.randn(2, 6, 9, generator=gen, dtype=torch.float64)
+    x = torch.randn(batch, 6, 9, generator=gen, dtype=torch.float64)
     y = lin(x)
-    assert y.shape == (2, 4, 9)
-    for b in range(2):
+    assert y.shape == (batch, 4, 9)
+    for b in range(batch):
         for node in range(9):
             torch.testing.assert_close(y[b, :, node], lin.W @ x[b, :, node] + lin.b)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("bias", [True, False])
+def test_node_linear_values_and_gradients_match_einsum(batch, bias):
+    """Both paths (one image: conv1d; several: bmm), with a transposed weight view as GraphConvolution
+    passes it: values and gradients of x, W and b equal the einsum formula."""
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(batch, 6, 11, generator=gen, dtype=torch.float64, requires_grad=True)
+    w_t = torch.randn(6, 4, generator=gen, dtype=torch.float64, requires_grad=True)      # used as w_t.t()
+    b = torch.randn(4, generator=gen, dtype=torch.float64, requires_grad=True) if bias else None
+    grad_out = torch.randn(batch, 4, 11, generator=gen, dtype=torch.float64)
+    inputs = [t for t in (x, w_t, b) if t is not None]
+    got = torch.autograd.grad((node_linear(x, w_t.t(), b) * grad_out).sum(), inputs)
+    ref_out = torch.einsum("oc,bcn->bon", w_t.t(), x) + (0 if b is None else b[:, None])
+    torch.testing.assert_close(node_linear(x, w_t.t(), b), ref_out)
+    for g, r in zip(got, torch.autograd.grad((ref_out * grad_out).sum(), inputs)):
+        torch.testing.assert_close(g, r)
+
+
+def test_norm_relu_in_place_keeps_gradients():
+    """The in-place ReLU on GroupNorm's output gives the out-of-place values and gradients (autograd
+    would raise if GroupNorm's backward needed the overwritten output)."""
+    gen = torch.Generator().manual_seed(6)
+    norm = torch.nn.GroupNorm(2, 8).double()
+    with torch.no_grad():
+        norm.weight.normal_(generator=gen)
+        norm.bias.normal_(generator=gen)
+    x = torch.randn(3, 8, 10, generator=gen, dtype=torch.float64, requires_grad=True)
+    got = norm_relu(norm, x)
+    ref = torch.relu(norm(x))
+    torch.testing.assert_close(got, ref)
+    params = [x, norm.weight, norm.bias]
+    grad_out = torch.randn_like(ref)
+    for g, r in zip(torch.autograd.grad((got * grad_out).sum(), params),
+                    torch.autograd.grad((ref * grad_out).sum(), params)):
+        torch.testing.assert_close(g, r)
 
 
 def test_graph_linear_init_is_graphcmrs():
