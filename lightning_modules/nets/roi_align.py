@@ -1,4 +1,4 @@
-"""RoI Align (He et al., Mask R-CNN 2017) on ``torch.nn.functional.grid_sample``.
+"""RoI Align (He et al., Mask R-CNN 2017) as two small matrix products per image.
 
 BiGraph crops, for every skeleton joint, a feature patch centred on the estimated 2D joint from several
 ResNet-50 stages with RoI Align. torchvision's ``ops.roi_align`` cannot be used with the suite's CPU torch
@@ -19,19 +19,22 @@ output size (PH, PW) and ``aligned``:
     output[ph, pw] = sum of the bin's sample values / max(g_h g_w, 1).
 Feature pixel (i, j) is the value at integer coordinates (y, x) = (i, j).
 
-Here the clamped samples of all boxes of an image form one sampling grid, read with ``grid_sample``
-(bilinear, ``align_corners=True`` so normalised -1 / +1 are pixel centres 0 / size - 1, border padding),
-and the outside-the-map rule becomes a 0/1 weight per sample. The result is differentiable with respect
-to the features (``grid_sample``'s adjoint is the bilinear scatter torchvision's backward does) and runs on
-any device. Like torchvision, no gradient flows to the boxes: they are detached.
-Costs: the samples (B, C, N PH g_h, PW g_w) are materialised before the per-bin average (torchvision
-accumulates instead); (K, 5) rois are padded to the largest per-image count. In float32 the sample
-coordinates carry float32 rounding (~1e-7 relative), as torchvision's float32 kernel does.
+Every factor of that sum separates into a y part and an x part: the samples form a grid (ys x xs), the
+outside rule is a product of a y test and an x test, bilinear interpolation at a clamped point weighs pixel
+(i, j) by hat(i - y) hat(j - x) with hat(t) = max(0, 1 - |t|), and 1 / (g_h g_w) = (1 / g_h)(1 / g_w). So
+    output[ph, pw] = sum_ij  Ry[ph, i] F[i, j] Rx[pw, j],   Ry[ph, i] = (1 / g_h) sum_iy in_y hat(i - y_iy)
+(Rx likewise): per image, one product of the (C H, W) map with the boxes' (W, N PW) x weights and one
+small contraction over H. Nothing per sample is materialised (the ``grid_sample`` formulation this replaced
+gathered every sample of every channel). BiGraph's 12 joint boxes on c2..c5, 2-core CPU: 3.5 -> 2.8 ms for one
+image, 110 -> 44 ms for 32 (most of what is left at batch 1 is the small operations' overhead). The result is
+differentiable with respect to the features (the adjoint is the bilinear scatter torchvision's backward
+does) and runs on any device. Like torchvision, no gradient flows to the boxes: they are detached.
+(K, 5) rois are padded to the largest per-image count. In float32 the sample coordinates carry float32
+rounding (~1e-7 relative), as torchvision's float32 kernel does.
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -70,16 +73,23 @@ def _axis_samples(start: Tensor, size: Tensor, bins: int, grid: Tensor,
     return coords, exists.expand_as(coords)
 
 
-def _axis_weights(coords: Tensor, exists: Tensor, length: int) -> tuple[Tensor, Tensor]:
-    """torchvision's per-axis rule: a sample outside [-1, length] (or NaN, or non-existent) weighs 0;
-    inside, it is clamped to [0, length - 1] and normalised to grid_sample's [-1, 1] (align_corners).
+def _axis_weights(coords: Tensor, exists: Tensor, length: int, per_bin: Tensor) -> Tensor:
+    """One axis's interpolation weights, summed over a bin's samples (module docstring's Ry / Rx).
 
-    coords, exists: (...) -> normalised coordinates (...), 0/1 weights (...) in coords' dtype.
+    Args:
+        coords, exists: (B, N, bins, g) sample coordinates in feature pixels and whether each exists.
+        length: pixels along the axis.
+        per_bin: (B, N) samples per bin along the axis (integer valued, may be <= 0).
+    Returns:
+        (B, N, bins, length): sum over the bin's samples of hat(pixel - clamp(coord, 0, length - 1)) for the
+        samples inside [-1, length] (NaN or non-existent samples weigh 0), divided by max(per_bin, 1).
     """
     inside = exists & (coords >= -1) & (coords <= length)
     clamped = torch.where(inside, coords, torch.zeros_like(coords)).clamp(0, length - 1)
-    normalised = clamped * (2.0 / max(length - 1, 1)) - 1.0
-    return normalised, inside.to(coords.dtype)
+    pixels = torch.arange(length, dtype=coords.dtype, device=coords.device)
+    hat = (1.0 - (pixels - clamped[..., None]).abs()).clamp_min(0.0)          # (B, N, bins, g, length)
+    weights = (hat * inside[..., None].to(coords.dtype)).sum(dim=-2)            # (B, N, bins, length)
+    return weights / per_bin.clamp_min(1.0)[..., None, None]
 
 
 def _roi_align_images(features: Tensor, boxes: Tensor, output_size: tuple[int, int],
@@ -104,19 +114,12 @@ def _roi_align_images(features: Tensor, boxes: Tensor, output_size: tuple[int, i
         max_gy = max(int(grid_y.max()), 1) if n else 1
     xs, x_exists = _axis_samples(start[..., 0], size[..., 0], pw, grid_x, max_gx)   # (B, N, PW, gx)
     ys, y_exists = _axis_samples(start[..., 1], size[..., 1], ph, grid_y, max_gy)   # (B, N, PH, gy)
-    gx, wx = _axis_weights(xs, x_exists, width)
-    gy, wy = _axis_weights(ys, y_exists, height)
-    count = (grid_x * grid_y).clamp_min(1.0)                                   # (B, N)
-
-    # One sampling grid per image: rows (box, ph, iy), columns (pw, ix); grid_sample wants (x, y).
-    shape = (bsz, n, ph, max_gy, pw, max_gx)
-    grid = torch.stack([gx[:, :, None, None].expand(shape), gy[..., None, None].expand(shape)], dim=-1)
-    sampled = F.grid_sample(features, grid.reshape(bsz, n * ph * max_gy, pw * max_gx, 2),
-                            mode="bilinear", padding_mode="border", align_corners=True)
-    sampled = sampled.reshape(bsz, channels, *shape[1:])                         # (B, C, N, PH, gy, PW, gx)
-    weight = wy[..., None, None] * wx[:, :, None, None] / count[..., None, None, None, None]
-    out = torch.einsum("bcnhiwj,bnhiwj->bcnhw", sampled, weight)               # (B, C, N, PH, PW)
-    return out.permute(0, 2, 1, 3, 4)
+    rx = _axis_weights(xs, x_exists, width, grid_x)                            # (B, N, PW, W)
+    ry = _axis_weights(ys, y_exists, height, grid_y)                           # (B, N, PH, H)
+    # Contract W with one batched matrix product, then H: (B, C H, W) @ (B, W, N PW) -> (B, C, H, N, PW).
+    along_x = torch.bmm(features.reshape(bsz, channels * height, width), rx.reshape(bsz, n * pw, width).transpose(1, 2))
+    along_x = along_x.reshape(bsz, channels, height, n, pw)
+    return torch.einsum("bchnw,bnqh->bncqw", along_x, ry)                      # (B, N, C, PH, PW)
 
 
 def _rois_to_slots(rois: Tensor, batch_size: int) -> tuple[Tensor, Tensor, Tensor]:
