@@ -1,14 +1,23 @@
 """BiGraph's network (Yu, van Baar, Chen): a skeleton graph, a mesh graph and a learnable fusion graph.
 
     x_g = avgpool(c5)                                              global feature (B, 2048)
-    X_m^0 = F_m^0(template xyz (+) x_g)                            mesh graph, 1,723 vertices    (eq. 3)
-    X_s^0 = F_s^0(2D joint (+) RoI(joint, c2..c5))                 skeleton graph, 12 joints     (eq. 4)
+    X_m^0 = F_m^0(template xyz (+) x_g)                            mesh graph, 1,723 vertices, d_0 = 512 (eq. 3)
+    X_s^0 = F_s^0(2D joint (+) RoI(joint, c2..c5))                 skeleton graph, 12 joints, d_0   (eq. 4)
+    X_m, X_s <- GraphResBlock(d_0 -> C)(X^0) on each branch's graph    C = 256 (GraphCMR's reduction)
     5 x Bilayer-Graph block (Fig. 3):
         S = SkeletonBlock(X_s),  M = MeshBlock(X_m),  (f_s, f_m) = FusionBlock(X_s, X_m; A_f)
         X_s <- S + f_s,  X_m <- M + f_m
     skeleton_joints = joint head(X_s);  vertices_coarse = vertex head(X_m);  cam = camera head(X_m)
     vertices = U vertices_coarse (barycentric up-sampling to the full mesh)
     pose_rotmat, betas = SMPL regressor(vertices_coarse)
+Widths. 4.3.1: the mesh graph module "is identical to graph layers of GraphCMR", and eq. (3)'s linear layer
+reduces to d_0 ("the typical reduced dimension is 512"). GraphCMR's graph layers are exactly that:
+GraphLinear(3 + 2048 -> 512), GraphResBlock(512 -> 256), then five GraphResBlock(256 -> 256) (its trained
+setting, ``num_channels`` 256, ``num_layers`` 5). So the mesh branch here is GraphCMR's, with its five
+256-channel blocks as the mesh side of the five Bilayer-Graph blocks; the skeleton branch mirrors it (its
+eq. (4) input is d_0 wide too) with its own reduction block on A_s. ``input_channels == hidden_channels``
+drops the reduction blocks.
+
 Blocks: ``graph.GraphResBlock`` (pre-activation GraphCMR ordering, documented there); inputs, fusion graph
 and heads: ``bigraph_parts``; SMPL regressor: ``smpl_regressor``. Every "our choice" is listed in those
 module docstrings and in ``BiGraphConfig``.
@@ -54,9 +63,11 @@ class BiGraphConfig:
     """BiGraph network settings; defaults are the paper's where it gives them.
 
     num_blocks: Bilayer-Graph blocks ("we stack five").
-    hidden_channels: graph features ("the typical reduced dimension is 512").
+    input_channels: d_0 of eqs. (3) and (4) ("the typical reduced dimension is 512").
+    hidden_channels: features of the Bilayer-Graph blocks (GraphCMR's 256; module docstring); a
+        GraphResBlock(input_channels -> hidden_channels) on each branch reduces X^0 to it.
     head_channels: hidden width of the two-layer heads (paper silent; GraphCMR's head starts at 64).
-    width: multiplies hidden_channels, head_channels and smpl_hidden (< 1 for small CPU tests).
+    width: multiplies input_channels, hidden_channels, head_channels and smpl_hidden (< 1 for small CPU tests).
     mesh_level: mesh hierarchy level of the mesh graph (1: 1,723 vertices, "one downsampling").
     feature_channels: channels of the backbone stages c2..c5 (ResNet-50's by default).
     global_stage: stage average-pooled into the global feature ("2048-D global feature vector").
@@ -73,15 +84,16 @@ class BiGraphConfig:
     fusion: Table 5's fusion variants: "graph" (A_f), "avg_pool", "max_pool" (no W_f). Ignored without
         fusion_graph.
     fusion_layers: "all" blocks, or only the "first" / "last" (Table 5's fusion-at-first / -last).
-    shared_weights: the skeleton graph runs the mesh graph's GCN blocks (same weights, its own adjacency);
-        the input layers (different input sizes) and heads (different tasks) stay separate.
+    shared_weights: the skeleton graph runs the mesh graph's GCN blocks, reduction block included (same
+        weights, its own adjacency); the input layers (different input sizes) and heads (different tasks) stay separate.
     smpl_hidden, smpl_blocks, rotation, detach_smpl_input: SMPL regressor width (GraphCMR: 1024), residual
         blocks (2), rotation projection ("6d" Gram-Schmidt, the suite's convention, or "svd" as GraphCMR),
         and whether it sees the mesh detached (GraphCMR trains it on the detached prediction).
     """
 
     num_blocks: int = 5
-    hidden_channels: int = 512
+    input_channels: int = 512
+    hidden_channels: int = 256
     head_channels: int = 64
     width: float = 1.0
     mesh_level: int = 1
@@ -214,13 +226,14 @@ class BiGraphNet(nn.Module):
         super().__init__()
         self.config = cfg = config
         tpl = bigraph_template(body_model, cfg.mesh_level)
-        hidden, head = cfg.scaled(cfg.hidden_channels), cfg.scaled(cfg.head_channels)
+        d0, hidden, head = cfg.scaled(cfg.input_channels), cfg.scaled(cfg.hidden_channels), cfg.scaled(cfg.head_channels)
         cpg = cfg.channels_per_group
         global_channels = cfg.feature_channels[cfg.global_stage]
         embedding = normalized_template(tpl.rest_vertices)
         self.num_vertices = tpl.vertices.shape[0]
 
-        self.mesh_input = MeshInput(embedding, global_channels, hidden)
+        self.mesh_input = MeshInput(embedding, global_channels, d0)
+        self.mesh_reduce = GraphResBlock(d0, hidden, tpl.mesh_adjacency, cpg) if d0 != hidden else None
         self.mesh_blocks = nn.ModuleList(
             [GraphResBlock(hidden, hidden, tpl.mesh_adjacency, cpg) for _ in range(cfg.num_blocks)])
         self.vertex_head = CoordinateHead(hidden, head, tpl.vertices, cpg)
@@ -232,15 +245,17 @@ class BiGraphNet(nn.Module):
             self.register_buffer("upsample_indices", tpl.upsample.indices(), persistent=False)
             self.register_buffer("upsample_values", tpl.upsample.values(), persistent=False)
 
-        self.skeleton_input = self.skeleton_blocks = self.joint_head = self.fusion_adjacency = None
+        self.skeleton_input = self.skeleton_blocks = self.skeleton_reduce = None
+        self.joint_head = self.fusion_adjacency = None
         self.fusion_blocks = nn.ModuleDict()
         if cfg.skeleton_graph:
             a_s = skeleton_adjacency(tpl.rest_joints)
             self.register_buffer("skeleton_adjacency", a_s, persistent=False)
             self.skeleton_input = SkeletonInput(
-                cfg.feature_channels, cfg.roi_stages, global_channels, hidden, cfg.image_size,
+                cfg.feature_channels, cfg.roi_stages, global_channels, d0, cfg.image_size,
                 cfg.localized_features, cfg.roi_output_size, cfg.min_patch_size)
             if not cfg.shared_weights:
+                self.skeleton_reduce = GraphResBlock(d0, hidden, a_s, cpg) if d0 != hidden else None
                 self.skeleton_blocks = nn.ModuleList(
                     [GraphResBlock(hidden, hidden, a_s, cpg) for _ in range(cfg.num_blocks)])
             self.joint_head = CoordinateHead(hidden, head, tpl.joints, cpg)
@@ -261,6 +276,15 @@ class BiGraphNet(nn.Module):
                                     is_coalesced=True, check_invariants=False)
         return graph_matmul(u, vertices.transpose(1, 2)).transpose(1, 2)
 
+    def skeleton_reduction(self, x_s: Tensor) -> Tensor:
+        """The skeleton's d_0 -> C reduction block (the mesh's on A_s when weights are shared; identity
+        when d_0 == C)."""
+        if self.mesh_reduce is None:
+            return x_s
+        if self.config.shared_weights:
+            return self.mesh_reduce(x_s, self.skeleton_adjacency)
+        return self.skeleton_reduce(x_s)
+
     def skeleton_block(self, i: int, x_s: Tensor) -> Tensor:
         """Block i of the skeleton graph (the mesh graph's block i on A_s when weights are shared)."""
         if self.skeleton_blocks is not None:
@@ -271,13 +295,16 @@ class BiGraphNet(nn.Module):
         cfg = self.config
         global_feature = features[cfg.global_stage].mean(dim=(2, 3))                 # (B, C_g)
         out: dict[str, Tensor] = {}
-        x_m = self.mesh_input(global_feature)                                        # (B, C, N_m)
+        x_m = self.mesh_input(global_feature)                                        # (B, d_0, N_m)
+        if self.mesh_reduce is not None:
+            x_m = self.mesh_reduce(x_m)                                              # (B, C, N_m)
         x_s = None
         if self.skeleton_input is not None:
             if joints_2d is None or joints_2d.shape[1:] != (12, 2):
                 raise ValueError(f"joints_2d must be (B, 12, 2), got "
                                  f"{None if joints_2d is None else tuple(joints_2d.shape)}")
-            x_s, boxes = self.skeleton_input(features, global_feature, joints_2d)     # (B, C, 12)
+            x_s, boxes = self.skeleton_input(features, global_feature, joints_2d)     # (B, d_0, 12)
+            x_s = self.skeleton_reduction(x_s)                                       # (B, C, 12)
             if boxes is not None:
                 out["roi_boxes"] = boxes
         a_jv = a_vj = None

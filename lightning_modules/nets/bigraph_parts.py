@@ -21,12 +21,11 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from body.camera import normalized_to_pixels
 from body.joints import BIGRAPH12_EDGES
-from lightning_modules.nets.graph import GraphConvolution, GraphLinear, group_norm, row_normalize
+from lightning_modules.nets.graph import GraphConvolution, GraphLinear, group_norm, norm_relu, row_normalize
 from lightning_modules.nets.roi_align import boxes_from_centers, roi_align
 
 FUSION_MODES = ("graph", "avg_pool", "max_pool")
@@ -256,10 +255,10 @@ class FusionBlock(nn.Module):
     def forward(self, x_s: Tensor, x_m: Tensor, joint_vertex: Tensor | None = None,
                 vertex_joint: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """x_s (B, C, N_s), x_m (B, C, N_m) -> messages f_s (B, C, N_s), f_m (B, C, N_m)."""
-        z_s = self.lin1(F.relu(self.pre_norm(x_s)))
-        z_m = self.lin1(F.relu(self.pre_norm(x_m)))
-        c_s, c_m = self.exchange(F.relu(self.norm1(z_s)), F.relu(self.norm1(z_m)), joint_vertex, vertex_joint)
-        return self.lin2(F.relu(self.norm2(c_s))), self.lin2(F.relu(self.norm2(c_m)))
+        z_s = self.lin1(norm_relu(self.pre_norm, x_s))
+        z_m = self.lin1(norm_relu(self.pre_norm, x_m))
+        c_s, c_m = self.exchange(norm_relu(self.norm1, z_s), norm_relu(self.norm1, z_m), joint_vertex, vertex_joint)
+        return self.lin2(norm_relu(self.norm2, c_s)), self.lin2(norm_relu(self.norm2, c_m))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -285,7 +284,7 @@ class CoordinateHead(nn.Module):
         self.register_buffer("base", base.float().clone(), persistent=False)          # (N, 3)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.lin2(F.relu(self.norm1(self.lin1(F.relu(self.norm0(x))))))         # (B, 3, N)
+        y = self.lin2(norm_relu(self.norm1, self.lin1(norm_relu(self.norm0, x))))         # (B, 3, N)
         return self.base.to(y.dtype) + y.transpose(1, 2)
 
 
@@ -306,5 +305,5 @@ class CameraHead(nn.Module):
         self.register_buffer("mean_cam", mean_cam.float().clone(), persistent=False)  # (3,)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.lin2(F.relu(self.norm1(self.lin1(F.relu(self.norm0(x))))))         # (B, 3, N)
+        y = self.lin2(norm_relu(self.norm1, self.lin1(norm_relu(self.norm0, x))))         # (B, 3, N)
         return self.mean_cam.to(y.dtype) + y.mean(dim=-1)

@@ -68,7 +68,8 @@ def test_bigraph_outputs_terms_and_joint_dependence(data, name):
     if mesh_sees_joints:
         assert max_diff(moved["vertices"], out["vertices"]) > 1e-5   # row B's is the smallest: ~1e-4 m
     if "skeleton_joints" in out:
-        assert max_diff(moved["skeleton_joints"], out["skeleton_joints"]) > 1e-4
+        # float32 noise is ~1e-7 m; row B (joints only as positions) moves least: ~6e-5 m at the test width
+        assert max_diff(moved["skeleton_joints"], out["skeleton_joints"]) > 1e-5
 
 
 def test_bigraph_mesh_only_row_is_graphcmr_like(data):
@@ -136,7 +137,7 @@ def test_bigraph_joints_read_global_or_localised_image_features(data):
                                        rtol=1e-5, atol=1e-6)
             assert torch.equal(moved_image_part, image_part)
             assert graph.skeleton_input.linear.in_channels == 2 + c5.shape[1]
-            assert max_diff(moved["skeleton_joints"], out["skeleton_joints"]) > 1e-4   # the positions still count
+            assert max_diff(moved["skeleton_joints"], out["skeleton_joints"]) > 1e-5   # the positions still count
 
 
 def independent_pooled_message(block, x_m: torch.Tensor, mode: str, n_joints: int) -> torch.Tensor:
@@ -190,8 +191,9 @@ def test_bigraph_shared_weights_skeleton_runs_the_mesh_blocks(data):
     D they cannot (block 4's mesh output reaches nothing but the mesh heads)."""
     dm, batch, _ = data
     shared, full = build("bigraph_t5_shared_weight", dm.eval_names), build(FULL_BIGRAPH, dm.eval_names)
-    assert shared.net.graph.skeleton_blocks is None
-    assert n_params(full) - n_params(shared) == n_params(full.net.graph.skeleton_blocks)
+    assert shared.net.graph.skeleton_blocks is None and shared.net.graph.skeleton_reduce is None
+    skeleton_own = n_params(full.net.graph.skeleton_blocks) + n_params(full.net.graph.skeleton_reduce)
+    assert n_params(full) - n_params(shared) == skeleton_own
     for module, node_counts in ((shared, [1723, 12]), (full, [1723])):
         nodes = []
         last = module.net.graph.mesh_blocks[-1]

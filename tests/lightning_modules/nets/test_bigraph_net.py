@@ -59,6 +59,13 @@ def test_paper_defaults(body_model):
     assert sorted(net.fusion_blocks) == ["0", "1", "2", "3", "4"]
     assert net.num_vertices == 1723 and net.skeleton_adjacency.shape == (12, 12)
     assert net.mesh_input.linear.in_channels == 3 + 2048 and net.mesh_input.linear.out_channels == 512
+    # GraphCMR's graph layers: 3 + 2048 -> 512, a 512 -> 256 residual block, then 256-channel blocks.
+    for reduce in (net.mesh_reduce, net.skeleton_reduce):
+        assert (reduce.in_channels, reduce.out_channels, reduce.lin1.out_channels) == (512, 256, 128)
+        assert reduce.skip is not None
+    assert all((b.in_channels, b.out_channels) == (256, 256) for b in [*net.mesh_blocks, *net.skeleton_blocks])
+    assert net.skeleton_reduce.conv.num_nodes == 12 and net.mesh_reduce.conv.num_nodes == 1723
+    assert all(f.lin1.in_channels == 256 for f in net.fusion_blocks.values())
     assert net.skeleton_input.linear.in_channels == 2 + 256 + 512 + 1024 + 2048
     assert net.mesh_blocks[0].conv.num_nodes == 1723 and net.mesh_blocks[0].conv.sparse
     assert net.smpl_regressor.fc_in.in_features == 1723 * 6 and net.smpl_regressor.fc_in.out_features == 1024
@@ -304,10 +311,11 @@ def test_shared_weights(body_model):
     """shared_weights: the skeleton runs the mesh graph's blocks on its own adjacency."""
     shared = BiGraphNet(small_config(shared_weights=True), body_model)
     separate = BiGraphNet(small_config(), body_model)
-    assert shared.skeleton_blocks is None
+    assert shared.skeleton_blocks is None and shared.skeleton_reduce is None
     n_shared = sum(p.numel() for p in shared.parameters())
     n_separate = sum(p.numel() for p in separate.parameters())
-    assert n_separate - n_shared == sum(p.numel() for p in separate.skeleton_blocks.parameters())
+    own = list(separate.skeleton_blocks.parameters()) + list(separate.skeleton_reduce.parameters())
+    assert n_separate - n_shared == sum(p.numel() for p in own)
     # A loss on the skeleton alone (no fusion) trains the shared blocks, which see the skeleton graph.
     iso = BiGraphNet(small_config(shared_weights=True, fusion_graph=False), body_model)
     feats, joints = make_inputs(2)
@@ -315,6 +323,8 @@ def test_shared_weights(body_model):
     assert all(p.grad is not None for p in iso.mesh_blocks.parameters())
     x = torch.randn(2, iso.mesh_blocks[0].in_channels, 12)
     torch.testing.assert_close(iso.skeleton_block(0, x), iso.mesh_blocks[0](x, iso.skeleton_adjacency))
+    x0 = torch.randn(2, iso.mesh_reduce.in_channels, 12)
+    torch.testing.assert_close(iso.skeleton_reduction(x0), iso.mesh_reduce(x0, iso.skeleton_adjacency))
     forward_backward(shared, feats, joints)
     assert all(grads_of(shared).values())
 
