@@ -9,7 +9,7 @@ import torch
 from body.camera import project_to_normalized_crop
 from body.model import BodyModel
 from lightning_modules.nets.mesh_aligned import grid_points, sample_points
-from lightning_modules.nets.pymaf_net import PyMAFNet
+from lightning_modules.nets.pymaf_net import Deconvolution, PyMAFNet
 from lightning_modules.nets.resnet import ResNet50
 
 SMALL = {"deconv_channels": 16}
@@ -68,6 +68,30 @@ def test_full_width_pyramid_is_14_28_56_with_256_channels(body_model):
         assert (deconv.kernel_size, deconv.stride, deconv.padding, deconv.bias) == ((4, 4), (2, 2), (1, 1), None)
     assert [r.fc1.in_features for r in net.regressors] == [5 * 441 + 157, 5 * 431 + 157, 5 * 431 + 157]
     assert net.point_features[0].mlp.layers[0].in_features == 256
+
+
+@pytest.mark.parametrize("batch,bias,gemm", [(1, False, True), (1, True, True), (4, False, False)])
+def test_deconvolution_equals_conv_transpose_on_either_path(monkeypatch, batch, bias, gemm):
+    """``Deconvolution`` (GEMM + fold while its weight is >= 32x its input, else ``conv_transpose2d``) gives
+    ConvTranspose2d's values and gradients, loads its state dict, and takes the path the rule says."""
+    gen = torch.Generator().manual_seed(3)
+    reference = torch.nn.ConvTranspose2d(64, 8, kernel_size=4, stride=2, padding=1, bias=bias).double()
+    deconv = Deconvolution(64, 8, kernel_size=4, stride=2, padding=1, bias=bias).double()
+    deconv.load_state_dict(reference.state_dict())                 # same names: old checkpoints load
+    x = torch.randn(batch, 64, 2, 2, generator=gen, dtype=torch.float64, requires_grad=True)  # weight 8,192
+    folds = []
+    real_fold = torch.nn.functional.fold
+    monkeypatch.setattr(torch.nn.functional, "fold", lambda *a, **k: folds.append(1) or real_fold(*a, **k))
+    got = deconv(x)
+    assert bool(folds) == gemm
+    ref = reference(x)
+    torch.testing.assert_close(got, ref)
+    grad_out = torch.randn(ref.shape, generator=gen, dtype=torch.float64)
+    params = [x] + list(deconv.parameters())
+    ref_params = [x] + list(reference.parameters())
+    for g, r in zip(torch.autograd.grad((got * grad_out).sum(), params),
+                    torch.autograd.grad((ref * grad_out).sum(), ref_params)):
+        torch.testing.assert_close(g, r)
 
 
 def test_regressor_input_is_5_per_point_plus_157_and_output_157(body_model):
