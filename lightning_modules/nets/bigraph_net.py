@@ -51,7 +51,7 @@ from lightning_modules.nets.bigraph_parts import (
     FUSION_MODES, CameraHead, CoordinateHead, FusionAdjacency, FusionBlock, MeshInput, SkeletonInput,
     normalized_template, skeleton_adjacency,
 )
-from lightning_modules.nets.graph import GraphResBlock, graph_matmul
+from lightning_modules.nets.graph import GraphResBlock, add_into, graph_matmul
 from lightning_modules.nets.smpl_regressor import ROTATIONS, SMPLParamRegressor
 
 FUSION_LAYERS = ("all", "first", "last")
@@ -295,9 +295,11 @@ class BiGraphNet(nn.Module):
         cfg = self.config
         global_feature = features[cfg.global_stage].mean(dim=(2, 3))                 # (B, C_g)
         out: dict[str, Tensor] = {}
-        x_m = self.mesh_input(global_feature)                                        # (B, d_0, N_m)
-        if self.mesh_reduce is not None:
-            x_m = self.mesh_reduce(x_m)                                              # (B, C, N_m)
+        per_vertex, per_image = self.mesh_input.parts(global_feature)
+        x_m = per_vertex[None] + per_image[:, :, None]                               # (B, d_0, N_m)
+        if self.mesh_reduce is not None:   # its skip layer on X_m^0 = vertex term + image term, factorised
+            skip = MeshInput.linear_of(self.mesh_reduce.skip, per_vertex, per_image)
+            x_m = self.mesh_reduce(x_m, shortcut=skip)                               # (B, C, N_m)
         x_s = None
         if self.skeleton_input is not None:
             if joints_2d is None or joints_2d.shape[1:] != (12, 2):
@@ -317,7 +319,7 @@ class BiGraphNet(nn.Module):
                 s = self.skeleton_block(i, x_s)
                 if str(i) in self.fusion_blocks:
                     f_s, f_m = self.fusion_blocks[str(i)](x_s, x_m, a_jv, a_vj)
-                    s, m = s + f_s, m + f_m
+                    s, m = add_into(s, f_s), add_into(m, f_m)
                 x_s = s
             x_m = m
 

@@ -127,12 +127,23 @@ class MeshInput(nn.Module):
         self.register_buffer("template", template.t().contiguous().float(), persistent=False)   # (3, N)
         self.linear = GraphLinear(3 + global_channels, out_channels)
 
-    def forward(self, global_feature: Tensor) -> Tensor:
-        """(B, C_g) -> (B, C, N)."""
+    def parts(self, global_feature: Tensor) -> tuple[Tensor, Tensor]:
+        """The two terms of X_m^0 = per_vertex + per_image: (B, C_g) -> (C, N), (B, C)."""
         w, b = self.linear.W, self.linear.b
         per_vertex = torch.matmul(w[:, :3], self.template.to(w.dtype))             # (C, N)
         per_image = global_feature @ w[:, 3:].t() + b                               # (B, C)
+        return per_vertex, per_image
+
+    def forward(self, global_feature: Tensor) -> Tensor:
+        """(B, C_g) -> (B, C, N)."""
+        per_vertex, per_image = self.parts(global_feature)
         return per_vertex[None] + per_image[:, :, None]
+
+    @staticmethod
+    def linear_of(linear: GraphLinear, per_vertex: Tensor, per_image: Tensor) -> Tensor:
+        """``linear`` applied to X_m^0 from its parts, at the cost of one vertex and one image term:
+        W (P + q) + b = W P + (W q + b). (C, N), (B, C) -> (B, C', N)."""
+        return torch.matmul(linear.W, per_vertex)[None] + (per_image @ linear.W.t() + linear.b)[:, :, None]
 
 
 class SkeletonInput(nn.Module):

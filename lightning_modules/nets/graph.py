@@ -48,13 +48,17 @@ from torch import Tensor, nn
 # ----------------------------------------------------------------------------------------------
 # Pure functions
 # ----------------------------------------------------------------------------------------------
-def graph_matmul(adjacency: Tensor, x: Tensor) -> Tensor:
+def graph_matmul(adjacency: Tensor, x: Tensor, transposed: Tensor | None = None) -> Tensor:
     """Apply a node operator along the node axis: out[b, c, i] = sum_j A[i, j] x[b, c, j].
 
     Args:
         adjacency: (N_out, N_in) dense, sparse COO or sparse CSR (need not be square: up-sampling,
             bipartite graphs). Sparse products run in CSR (``_to_csr``).
         x: (B, C, N_in).
+        transposed: optional sparse A^T (N_in, N_out). For a batch (B > 1) the product then runs as
+            (B C, N_in) @ A^T, in place of A @ (a transposed view) and a transposed copy back: 34 against 59 ms
+            for 32 x 128 channels on the 1,723-vertex mesh (2-core CPU); for one image the A @ form is
+            faster (0.33 against 0.83 ms). Building A^T per call would cost 0.7 ms, so callers store it.
     Returns:
         (B, C, N_out), dtype of ``x``.
     """
@@ -62,9 +66,12 @@ def graph_matmul(adjacency: Tensor, x: Tensor) -> Tensor:
         raise ValueError(f"x must be (B, C, {adjacency.shape[1]}), got {tuple(x.shape)}")
     if adjacency.layout == torch.strided:
         return torch.matmul(x, adjacency.to(x.dtype).t())
+    b, c, n = x.shape
+    if transposed is not None and b > 1:
+        out = torch.mm(x.reshape(b * c, n).to(transposed.dtype), _to_csr(transposed))   # (B C, N_out)
+        return out.reshape(b, c, -1).to(x.dtype)
     if adjacency.layout == torch.sparse_coo:
         adjacency = _to_csr(adjacency)
-    b, c, n = x.shape
     flat = x.reshape(b * c, n).t().to(adjacency.dtype)                          # (N_in, B C), a view
     out = adjacency @ flat                                                      # (N_out, B C)
     # One copy back to a contiguous (B, C, N_out): later per-node ops would otherwise copy repeatedly.
@@ -115,6 +122,16 @@ def norm_relu(norm: nn.Module, x: Tensor) -> Tensor:
     """ReLU(norm(x)) with the ReLU in place on the norm's fresh output: one buffer fewer per layer (fewer
     page faults for large batches). Safe for autograd: GroupNorm's backward keeps its input, not its output."""
     return F.relu(norm(x), inplace=True)
+
+
+def add_into(fresh: Tensor, other: Tensor) -> Tensor:
+    """fresh + other, written into ``fresh`` when it can hold the result (same dtype and shape), so the large
+    residual streams get no new buffer. ``fresh`` must be a just-computed tensor that no autograd node saved
+    (a product's output); under autocast a bf16 ``fresh`` plus a float32 ``other`` stays out of place, so the
+    result keeps float32 as before."""
+    if fresh.dtype == torch.result_type(fresh, other) and fresh.shape == torch.broadcast_shapes(fresh.shape, other.shape):
+        return fresh.add_(other)
+    return fresh + other
 
 
 def group_norm(channels: int, channels_per_group: int = 8) -> nn.GroupNorm:
@@ -180,6 +197,9 @@ class GraphConvolution(nn.Module):
             a = adjacency.coalesce()
             self.register_buffer("adjacency_indices", a.indices().clone(), persistent=False)
             self.register_buffer("adjacency_values", a.values().float().clone(), persistent=False)
+            a_t = a.t().coalesce()                                               # for batched products
+            self.register_buffer("adjacency_t_indices", a_t.indices().clone(), persistent=False)
+            self.register_buffer("adjacency_t_values", a_t.values().float().clone(), persistent=False)
         else:
             self.register_buffer("adjacency_dense", adjacency.float().clone(), persistent=False)
         self.weight = nn.Parameter(torch.empty(in_channels, out_channels))
@@ -203,17 +223,26 @@ class GraphConvolution(nn.Module):
         return torch.sparse_coo_tensor(self.adjacency_indices, self.adjacency_values, (n, n),
                                        is_coalesced=True, check_invariants=False)   # coalesced when stored
 
+    @property
+    def adjacency_transposed(self) -> Tensor | None:
+        """A^T as sparse COO for the stored sparse adjacency (``graph_matmul``'s batched form), else None."""
+        if not self.sparse:
+            return None
+        n = self.num_nodes
+        return torch.sparse_coo_tensor(self.adjacency_t_indices, self.adjacency_t_values, (n, n),
+                                       is_coalesced=True, check_invariants=False)
+
     def forward(self, x: Tensor, adjacency: Tensor | None = None) -> Tensor:
         """(B, C_in, N_in) -> (B, C_out, N_out); ``adjacency`` (N_out, N_in) replaces the stored one."""
-        a = self.adjacency if adjacency is None else adjacency
+        a, a_t = (self.adjacency, self.adjacency_transposed) if adjacency is None else (adjacency, None)
         if a is None:
             raise ValueError("this GraphConvolution stores no adjacency: pass one to forward")
         w = self.weight.t()                                                      # (C_out, C_in)
         if self.out_channels <= self.in_channels:                                # cheaper order first
-            y = graph_matmul(a, node_linear(x, w))
+            y = graph_matmul(a, node_linear(x, w), a_t)
         else:
-            y = node_linear(graph_matmul(a, x), w)
-        return y if self.bias is None else y + self.bias[:, None]
+            y = node_linear(graph_matmul(a, x, a_t), w)
+        return y if self.bias is None else add_into(y, self.bias[:, None])
 
     def extra_repr(self) -> str:
         kind = "given per call" if self.num_nodes is None else "sparse" if self.sparse else "dense"
@@ -252,7 +281,8 @@ class GraphResBlock(nn.Module):
         y = self.conv(norm_relu(self.norm1, y), adjacency)
         return self.lin2(norm_relu(self.norm2, y))
 
-    def forward(self, x: Tensor, adjacency: Tensor | None = None) -> Tensor:
-        """(B, C_in, N) -> (B, C_out, N)."""
-        shortcut = x if self.skip is None else self.skip(x)
-        return shortcut + self.residual(x, adjacency)
+    def forward(self, x: Tensor, adjacency: Tensor | None = None, shortcut: Tensor | None = None) -> Tensor:
+        """(B, C_in, N) -> (B, C_out, N). ``shortcut``: skip(x) (B, C_out, N), when the caller has it cheaper."""
+        if shortcut is None:
+            shortcut = x if self.skip is None else self.skip(x)
+        return add_into(self.residual(x, adjacency), shortcut)

@@ -94,6 +94,12 @@ def test_mesh_input_equals_graph_linear_on_concatenation():
     concat = torch.cat([template.t()[None].expand(2, -1, -1), g[:, :, None].expand(-1, -1, 11)], dim=1)
     torch.testing.assert_close(module(g), module.linear(concat), rtol=1e-5, atol=1e-5)
     assert isinstance(module.linear, GraphLinear) and module.linear.in_channels == 23
+    # A layer after it, from the two parts (how the reduction block's skip runs): equals the layer on X_m^0.
+    after = GraphLinear(8, 6)
+    with torch.no_grad():
+        after.W.normal_(generator=gen)
+        after.b.normal_(generator=gen)
+    torch.testing.assert_close(MeshInput.linear_of(after, *module.parts(g)), after(module(g)), rtol=1e-5, atol=1e-5)
 
 
 def _features(batch, channels, gen):

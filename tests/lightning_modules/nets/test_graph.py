@@ -23,6 +23,14 @@ def test_graph_matmul_dense_sparse_rectangular():
     expected = torch.einsum("ij,bcj->bci", a, x)
     torch.testing.assert_close(graph_matmul(a, x), expected)
     torch.testing.assert_close(graph_matmul(a.to_sparse(), x), expected)
+    # The batched form with a stored A^T: (B C, N_in) @ A^T, values and gradients; one image ignores A^T.
+    xg = x.clone().requires_grad_(True)
+    got = graph_matmul(a.to_sparse(), xg, a.t().to_sparse())
+    torch.testing.assert_close(got, expected)
+    grad_out = torch.randn(expected.shape, generator=gen, dtype=torch.float64)
+    (g,) = torch.autograd.grad((got * grad_out).sum(), xg)
+    torch.testing.assert_close(g, torch.einsum("ij,bci->bcj", a, grad_out))
+    torch.testing.assert_close(graph_matmul(a.to_sparse(), x[:1], a.t().to_sparse()), expected[:1])
     with pytest.raises(ValueError, match=r"\(B, C, 7\)"):
         graph_matmul(a, x[..., :6])
 
