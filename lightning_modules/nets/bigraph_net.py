@@ -295,10 +295,9 @@ class BiGraphNet(nn.Module):
         cfg = self.config
         global_feature = features[cfg.global_stage].mean(dim=(2, 3))                 # (B, C_g)
         out: dict[str, Tensor] = {}
-        per_vertex, per_image = self.mesh_input.parts(global_feature)
-        x_m = per_vertex[None] + per_image[:, :, None]                               # (B, d_0, N_m)
-        if self.mesh_reduce is not None:   # its skip layer on X_m^0 = vertex term + image term, factorised
-            skip = MeshInput.linear_of(self.mesh_reduce.skip, per_vertex, per_image)
+        x_m = self.mesh_input(global_feature)                                        # (B, d_0, N_m)
+        if self.mesh_reduce is not None:   # its skip layer on X_m^0's vertex and image terms (cheaper)
+            skip = self.mesh_input.followed_by(self.mesh_reduce.skip, self.mesh_input.image_term(global_feature))
             x_m = self.mesh_reduce(x_m, shortcut=skip)                               # (B, C, N_m)
         x_s = None
         if self.skeleton_input is not None:

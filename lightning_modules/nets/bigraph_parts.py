@@ -127,23 +127,24 @@ class MeshInput(nn.Module):
         self.register_buffer("template", template.t().contiguous().float(), persistent=False)   # (3, N)
         self.linear = GraphLinear(3 + global_channels, out_channels)
 
-    def parts(self, global_feature: Tensor) -> tuple[Tensor, Tensor]:
-        """The two terms of X_m^0 = per_vertex + per_image: (B, C_g) -> (C, N), (B, C)."""
+    def image_term(self, global_feature: Tensor) -> Tensor:
+        """The per-image term W_g g + b of X_m^0 (the rest, W_v v, depends on the vertex only): (B, C_g) -> (B, C)."""
         w, b = self.linear.W, self.linear.b
-        per_vertex = torch.matmul(w[:, :3], self.template.to(w.dtype))             # (C, N)
-        per_image = global_feature @ w[:, 3:].t() + b                               # (B, C)
-        return per_vertex, per_image
+        return global_feature @ w[:, 3:].t() + b
 
     def forward(self, global_feature: Tensor) -> Tensor:
         """(B, C_g) -> (B, C, N)."""
-        per_vertex, per_image = self.parts(global_feature)
-        return per_vertex[None] + per_image[:, :, None]
+        w = self.linear.W
+        per_vertex = torch.matmul(w[:, :3], self.template.to(w.dtype))             # (C, N)
+        return per_vertex[None] + self.image_term(global_feature)[:, :, None]
 
-    @staticmethod
-    def linear_of(linear: GraphLinear, per_vertex: Tensor, per_image: Tensor) -> Tensor:
-        """``linear`` applied to X_m^0 from its parts, at the cost of one vertex and one image term:
-        W (P + q) + b = W P + (W q + b). (C, N), (B, C) -> (B, C', N)."""
-        return torch.matmul(linear.W, per_vertex)[None] + (per_image @ linear.W.t() + linear.b)[:, :, None]
+    def followed_by(self, linear: GraphLinear, image_term: Tensor) -> Tensor:
+        """``linear`` applied to X_m^0 without X_m^0: W' (W_v v + q) + b' = (W' W_v) v + (W' q + b'), i.e. a
+        (C', 3) by (3, N) product and a per-image term, not a (C', C) by (C, N) one per image.
+        image_term (B, C) from ``image_term`` -> (B, C', N)."""
+        w = linear.W
+        per_vertex = torch.matmul(torch.matmul(w, self.linear.W[:, :3]), self.template.to(w.dtype))   # (C', N)
+        return per_vertex[None] + (image_term @ w.t() + linear.b)[:, :, None]
 
 
 class SkeletonInput(nn.Module):

@@ -99,7 +99,7 @@ def test_mesh_input_equals_graph_linear_on_concatenation():
     with torch.no_grad():
         after.W.normal_(generator=gen)
         after.b.normal_(generator=gen)
-    torch.testing.assert_close(MeshInput.linear_of(after, *module.parts(g)), after(module(g)), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(module.followed_by(after, module.image_term(g)), after(module(g)), rtol=1e-5, atol=1e-5)
 
 
 def _features(batch, channels, gen):

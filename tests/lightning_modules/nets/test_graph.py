@@ -50,16 +50,17 @@ def test_graph_linear_is_per_node_matmul(batch):
             torch.testing.assert_close(y[b, :, node], lin.W @ x[b, :, node] + lin.b)
 
 
-@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("batch,nodes", [(1, 11), (1, 4), (3, 11)])
 @pytest.mark.parametrize("bias", [True, False])
-def test_node_linear_values_and_gradients_match_einsum(batch, bias):
-    """Both paths (one image: conv1d; several: bmm), with a transposed weight view as GraphConvolution
-    passes it: values and gradients of x, W and b equal the einsum formula."""
+def test_node_linear_values_and_gradients_match_einsum(batch, nodes, bias):
+    """Both paths (one image with at least as many nodes as channels: conv1d; otherwise bmm), with a
+    transposed weight view as GraphConvolution passes it: values and gradients of x, W and b equal the
+    einsum formula."""
     gen = torch.Generator().manual_seed(5)
-    x = torch.randn(batch, 6, 11, generator=gen, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(batch, 6, nodes, generator=gen, dtype=torch.float64, requires_grad=True)
     w_t = torch.randn(6, 4, generator=gen, dtype=torch.float64, requires_grad=True)      # used as w_t.t()
     b = torch.randn(4, generator=gen, dtype=torch.float64, requires_grad=True) if bias else None
-    grad_out = torch.randn(batch, 4, 11, generator=gen, dtype=torch.float64)
+    grad_out = torch.randn(batch, 4, nodes, generator=gen, dtype=torch.float64)
     inputs = [t for t in (x, w_t, b) if t is not None]
     got = torch.autograd.grad((node_linear(x, w_t.t(), b) * grad_out).sum(), inputs)
     ref_out = torch.einsum("oc,bcn->bon", w_t.t(), x) + (0 if b is None else b[:, None])
