@@ -36,8 +36,8 @@ def small_model(name: str, eval_sets, bigraph_head_channels: int | None = None):
 # above their configs' 5e-5 (meant for long runs over a large data set): at 5e-5 the same steps only reach
 # 0.126 (HMR, 200 steps) and 0.090 (PyMAF, 150 steps) of the first loss, while 1e-3 diverges for HMR (its 2D
 # keypoint term explodes). BiGraph fits at its config's 2.5e-4. Measured ratios (mean of the last 5 steps over
-# the first step): HMR 0.036, PyMAF 0.029, BiGraph 0.067 here; with model seeds 1 / 2 instead of 0,
-# HMR 0.036 / 0.031, PyMAF 0.025 / 0.027, BiGraph 0.054 / 0.054.
+# the first step): HMR 0.036, PyMAF 0.029, BiGraph 0.077 here; with model seeds 1 / 2 instead of 0,
+# HMR 0.036 / 0.031, PyMAF 0.025 / 0.027, BiGraph 0.073 / 0.067 (BiGraph with GraphCMR's widths, 512 -> 256).
 FIT_STEPS_AND_LR = {"hmr": (200, 3e-4), "pymaf": (150, 5e-4), "bigraph": (200, None)}
 # BiGraph's width 0.125 also cuts its coordinate and camera heads to 8 hidden channels, a bottleneck: with them
 # the loss is still at 0.34 of its first value after 150 steps. 512 x 0.125 keeps the heads at their full 64
