@@ -329,6 +329,17 @@ def test_shared_weights(body_model):
     assert all(grads_of(shared).values())
 
 
+def test_equal_input_and_block_widths_drop_the_reduction_blocks(body_model):
+    """input_channels == hidden_channels: no reduction blocks, so a configuration of the earlier
+    one-width network (hidden_channels 512, no input_channels) builds exactly its parameters."""
+    net = BiGraphNet(small_config(input_channels=512, hidden_channels=512), body_model)
+    assert net.mesh_reduce is None and net.skeleton_reduce is None
+    assert not [n for n, _ in net.named_parameters() if "reduce" in n]
+    assert net.mesh_input.linear.out_channels == net.mesh_blocks[0].in_channels == 32   # 512 x 1/16
+    out = forward_backward(net, *make_inputs(2))
+    assert torch.isfinite(out["vertices"]).all()
+
+
 def test_width_and_svd_rotation(body_model):
     net = BiGraphNet(small_config(width=1 / 8, rotation="svd"), body_model)
     assert net.mesh_input.linear.out_channels == 64 and net.vertex_head.lin1.out_channels == 8
