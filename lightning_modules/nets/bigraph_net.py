@@ -226,7 +226,8 @@ class BiGraphNet(nn.Module):
         super().__init__()
         self.config = cfg = config
         tpl = bigraph_template(body_model, cfg.mesh_level)
-        d0, hidden, head = cfg.scaled(cfg.input_channels), cfg.scaled(cfg.hidden_channels), cfg.scaled(cfg.head_channels)
+        d0, hidden = cfg.scaled(cfg.input_channels), cfg.scaled(cfg.hidden_channels)
+        head = cfg.scaled(cfg.head_channels)
         cpg = cfg.channels_per_group
         global_channels = cfg.feature_channels[cfg.global_stage]
         embedding = normalized_template(tpl.rest_vertices)

@@ -131,7 +131,8 @@ def add_into(fresh: Tensor, other: Tensor) -> Tensor:
     residual streams get no new buffer. ``fresh`` must be a just-computed tensor that no autograd node saved
     (a product's output); under autocast a bf16 ``fresh`` plus a float32 ``other`` stays out of place, so the
     result keeps float32 as before."""
-    if fresh.dtype == torch.result_type(fresh, other) and fresh.shape == torch.broadcast_shapes(fresh.shape, other.shape):
+    same_shape = fresh.shape == torch.broadcast_shapes(fresh.shape, other.shape)
+    if same_shape and fresh.dtype == torch.result_type(fresh, other):
         return fresh.add_(other)
     return fresh + other
 
