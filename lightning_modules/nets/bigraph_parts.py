@@ -297,7 +297,7 @@ class CoordinateHead(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.lin2(norm_relu(self.norm1, self.lin1(norm_relu(self.norm0, x))))         # (B, 3, N)
-        return self.base.to(y.dtype) + y.transpose(1, 2)
+        return self.base + y.transpose(1, 2)          # float32: bf16 would round metre coordinates to ~4 mm
 
 
 class CameraHead(nn.Module):
@@ -318,4 +318,4 @@ class CameraHead(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.lin2(norm_relu(self.norm1, self.lin1(norm_relu(self.norm0, x))))         # (B, 3, N)
-        return self.mean_cam.to(y.dtype) + y.mean(dim=-1)
+        return self.mean_cam + y.mean(dim=-1)         # float32 under autocast, as the coordinate heads

@@ -69,13 +69,16 @@ def graph_matmul(adjacency: Tensor, x: Tensor, transposed: Tensor | None = None)
     if adjacency.layout == torch.strided:
         return torch.matmul(x, adjacency.to(x.dtype).t())
     b, c, n = x.shape
-    if transposed is not None and b > 1:
-        out = torch.mm(x.reshape(b * c, n).to(transposed.dtype), _to_csr(transposed))   # (B C, N_out)
-        return out.reshape(b, c, -1).to(x.dtype)
-    if adjacency.layout == torch.sparse_coo:
-        adjacency = _to_csr(adjacency)
-    flat = x.reshape(b * c, n).t().to(adjacency.dtype)                          # (N_in, B C), a view
-    out = adjacency @ flat                                                      # (N_out, B C)
+    # Sparse products run in the adjacency's dtype with autocast off: autocast would cast them to bf16, which
+    # the CPU (MKL) sparse kernels do not implement ("addmm_out_sparse_csr_impl_mkl" for 'BFloat16').
+    with torch.autocast(x.device.type, enabled=False):
+        if transposed is not None and b > 1:
+            out = torch.mm(x.reshape(b * c, n).to(transposed.dtype), _to_csr(transposed))   # (B C, N_out)
+            return out.reshape(b, c, -1).to(x.dtype)
+        if adjacency.layout == torch.sparse_coo:
+            adjacency = _to_csr(adjacency)
+        flat = x.reshape(b * c, n).t().to(adjacency.dtype)                      # (N_in, B C), a view
+        out = adjacency @ flat                                                  # (N_out, B C)
     # One copy back to a contiguous (B, C, N_out): later per-node ops would otherwise copy repeatedly.
     return out.t().reshape(b, c, -1).contiguous().to(x.dtype)
 
