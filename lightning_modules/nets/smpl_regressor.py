@@ -12,8 +12,9 @@ with H = 1024 (GraphCMR). The 24 rotations are projected onto SO(3) by one of
 Our choice (GraphCMR leaves the default PyTorch init): the last layer's bias starts at the body model's mean
 parameters (mean pose in the chosen representation, mean betas), so an untrained regressor is near them.
 
-Precision: the regressor runs in its parameters' dtype (float32) even under autocast (``forward``). Its BatchNorm layers normalise
-features that differ little between the images of a batch (every predicted mesh starts near the template),
+Precision: the regressor runs in its parameters' dtype (float32) even under autocast (``forward``). Its
+BatchNorm layers normalise features that differ little between the images of a batch (every predicted mesh
+starts near the template),
 so bf16 rounding dominates those differences. A training step of the test-width BiGraph at initialisation
 under bf16 autocast had its pose and betas losses 8.8 % and 33 % off float32 with the regressor in bf16, 3.6 %
 and 20 % with it in float32 (the rest: its BatchNorm amplifying the graph's own bf16 rounding); every other
