@@ -14,10 +14,16 @@ The data config (``configs/data/*.yaml``) reads like the papers' data sections::
     batch_size: 64
     eval_batch_size: 64
     num_workers: 4
+    worker_start: forkserver            # how loader workers start (forkserver | spawn | fork); see below
     img_res: 224
     shuffle_buffer: 256
     seed: 0
     augment: {enabled: true, rotation_deg: 30, rotation_zero_prob: 0.6, scale: 0.25, noise: 0.4, flip_prob: 0.5}
+
+Loader workers start from a small server process (``forkserver``, preloaded with torch and the stream
+code), not as forks of the trainer: a forked worker shares the trainer's multi-GB heap copy-on-write, so
+every page the trainer writes afterwards is copied by the kernel (on CPU that was most of a run's system
+time), and each fork copies the trainer's page tables. ``worker_start: fork`` restores the forks.
 
 Shard patterns are globs or WebDataset brace ranges (``h36m-{000000..000311}.tar``). Streams and their
 guarantees: :mod:`datamodules.streams`. Skipped samples of every worker are summed in the main process in
@@ -33,13 +39,16 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from body.errors import UserError
 from datamodules.augment import AugmentConfig
 from datamodules.shards import SkipCounter
 from datamodules.streams import EvalStream, MixedTrainStream, SourceShards, shard_sample_counts
+from runtime.errors import UserError
 
-_TOP_KEYS = {"root", "train", "eval", "batch_size", "eval_batch_size", "num_workers", "img_res", "shuffle_buffer",
-             "seed", "augment", "name"}
+_TOP_KEYS = {"root", "train", "eval", "batch_size", "eval_batch_size", "num_workers", "worker_start", "img_res",
+             "shuffle_buffer", "seed", "augment", "name"}
+WORKER_STARTS = ("forkserver", "spawn", "fork")
+# What the forkserver imports once, so that each worker it forks starts without importing them again.
+_FORKSERVER_PRELOAD = ["torch", "datamodules.streams"]
 _HINT = "run 'make data' for the synthetic set, or convert a data set with 'make convert'"
 
 
@@ -101,6 +110,9 @@ class MixedDataModule(pl.LightningDataModule):
         self.batch_size = int(cfg.get("batch_size", 64))
         self.eval_batch_size = int(cfg.get("eval_batch_size", self.batch_size))
         self.num_workers = int(cfg.get("num_workers", 0))
+        self.worker_start = str(cfg.get("worker_start", "forkserver"))
+        if self.worker_start not in WORKER_STARTS:
+            raise UserError(f"data.worker_start {self.worker_start!r}: valid choices are {', '.join(WORKER_STARTS)}")
         self.img_res = int(cfg.get("img_res", 224))
         self.shuffle_buffer = int(cfg.get("shuffle_buffer", 256))
         self.seed = int(cfg.get("seed", 0))
@@ -177,10 +189,22 @@ class MixedDataModule(pl.LightningDataModule):
             self._eval_counts[name] = shard_sample_counts(urls)
         return EvalStream(name, urls, self._eval_counts[name], self.eval_batch_size, self.img_res, rank, world)
 
+    def _worker_context(self):
+        """The multiprocessing context loader workers start in (module docstring), or None without workers."""
+        if not self.num_workers:
+            return None
+        import multiprocessing
+
+        ctx = multiprocessing.get_context(self.worker_start)
+        if self.worker_start == "forkserver":
+            ctx.set_forkserver_preload(_FORKSERVER_PRELOAD)
+        return ctx
+
     def _loader(self, stream) -> EpochLoader:
         workers = self.num_workers
         return EpochLoader(stream, self.skipped, self._epoch, num_workers=workers, persistent_workers=False,
-                           pin_memory=torch.cuda.is_available(), prefetch_factor=4 if workers else None)
+                           pin_memory=torch.cuda.is_available(), prefetch_factor=4 if workers else None,
+                           multiprocessing_context=self._worker_context())
 
     def train_dataloader(self) -> EpochLoader:
         return self._loader(self.train_stream())
