@@ -1,10 +1,14 @@
 # Mesh-recovery suite. `make test` and the other targets create and reuse a virtual environment.
-# On machines without an NVIDIA driver, torch is pinned to the 2.13.0 CPU wheel first (../shared/ENVIRONMENT.md:
-# any other torch requirement pulls several GB of CUDA wheels); on GPU machines pip picks torch freely
+# On machines without an NVIDIA driver, torch is pinned to the 2.13.0 CPU wheel first (on this project's
+# machines any other torch requirement pulls several GB of CUDA wheels); on GPU machines pip picks torch freely
 # within pyproject's range.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# Commands that are not the suite's own entry points (pytest, the benchmark scripts) run through
+# runtime.launch, which applies the CPU allocator policy first, as the entry points do themselves
+# (runtime/allocator.py says why; MESHREC_ALLOCATOR=system turns it off).
+RUN := $(PY) -m runtime.launch
 STAMP := $(VENV)/.installed
 BUILD_STAMP := $(VENV)/.installed-build
 CPU_TORCH ?= torch==2.13.0
@@ -57,53 +61,54 @@ $(BUILD_STAMP): $(STAMP)
 	@touch $(BUILD_STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(RUN) -m pytest -q $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(RUN) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 show-body: $(STAMP)
-	$(PY) -m body.show $(ARGS)
+	$(PY) -m cli.show_body $(ARGS)
 
 body-model: $(BUILD_STAMP)
-	ANNY_CACHE_DIR=$${ANNY_CACHE_DIR:-$$HOME/.cache/anny} $(PY) -m body.builder.build $(ARGS)
+	ANNY_CACHE_DIR=$${ANNY_CACHE_DIR:-$$HOME/.cache/anny} $(PY) -m cli.build_body $(ARGS)
 
 export-body: $(STAMP)
-	$(PY) -m body.export --asset-set open --out outputs/open_smpl $(ARGS)
+	$(PY) -m cli.export_body --asset-set open --out outputs/open_smpl $(ARGS)
 
 data: $(STAMP)
-	$(PY) -m datamodules.synthetic --out $(DATA_DIR) --size $(SIZE) --seed $(SEED) $(DATA_ARGS)
+	$(PY) -m cli.make_data --out $(DATA_DIR) --size $(SIZE) --seed $(SEED) $(DATA_ARGS)
 
 train: data
-	$(PY) -m lightning_modules.train model=$(MODEL) $(DATA_ROOT) $(ARGS)
+	$(PY) -m cli.train model=$(MODEL) $(DATA_ROOT) $(ARGS)
 
 # MODEL is checked against the checkpoint only when given on the command line.
 eval: data
-	$(PY) -m lightning_modules.evaluate ckpt=$(CKPT) sets=$(DATA) $(DATA_ROOT) \
+	$(PY) -m cli.evaluate ckpt=$(CKPT) sets=$(DATA) $(DATA_ROOT) \
 		$(if $(filter command line environment,$(origin MODEL)),model=$(MODEL)) $(ARGS)
 
 preview-data: data
-	$(PY) -m datamodules.synthetic.preview --data $(DATA_DIR) --out outputs/synthetic_preview.png
+	$(PY) -m cli.preview_data --data $(DATA_DIR) --out outputs/synthetic_preview.png
 
 show-data: data
-	$(PY) -m datamodules.show $(DATA_ROOT) $(ARGS)
+	$(PY) -m cli.show_data $(DATA_ROOT) $(ARGS)
 
 data-stats: data
-	$(PY) -m datamodules.stats $(DATA_ROOT) $(ARGS)
+	$(PY) -m cli.data_stats $(DATA_ROOT) $(ARGS)
 
 convert: $(STAMP)
 	@test -n "$(DATASET)" -a -n "$(NPZ)" -a -n "$(IMAGES)" -a -n "$(OUT)" || \
 		{ echo "usage: make convert DATASET=h36m|mpi_inf_3dhp|lsp|lspet|mpii|coco|up3d|3dpw NPZ=file.npz IMAGES=root OUT=dir [SPLIT=train|test MASKS=root ARGS=...]" >&2; exit 2; }
-	$(PY) -m datamodules.convert $(DATASET) --npz $(NPZ) --images $(IMAGES) --out $(OUT) \
+	$(PY) -m cli.convert $(DATASET) --npz $(NPZ) --images $(IMAGES) --out $(OUT) \
 		$(if $(SPLIT),--split $(SPLIT)) $(if $(MASKS),--masks $(MASKS)) $(ARGS)
 
 bench: $(STAMP) data
-	$(PY) scripts/bench_body.py --out bench/results/body.json
-	$(PY) scripts/bench_raster.py --out bench/results/raster.json
-	$(PY) scripts/bench_pampjpe.py --out bench/results/pampjpe.json
-	$(PY) scripts/bench_loader.py --out bench/results/loader.json
-	$(PY) scripts/bench_synthetic.py --out bench/results/synthetic.json
-	$(PY) scripts/bench_models.py --out bench/results/models.json
+	$(RUN) scripts/bench_body.py --out bench/results/body.json
+	$(RUN) scripts/bench_raster.py --out bench/results/raster.json
+	$(RUN) scripts/bench_pampjpe.py --out bench/results/pampjpe.json
+	$(RUN) scripts/bench_loader.py --out bench/results/loader.json
+	$(RUN) scripts/bench_synthetic.py --out bench/results/synthetic.json
+	$(RUN) scripts/bench_models.py --out bench/results/models.json
+	$(RUN) scripts/bench_train_step.py --out bench/results/train_step.json
 
 clean-venv:
 	rm -rf $(VENV)

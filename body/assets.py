@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from body.joints import SMPL_PARENTS as SMPL_PARENTS_LIST
-from body.errors import UserError
 from body.hierarchy import MeshHierarchyArrays, build_mesh_hierarchy
 from body.parts import lsp6_labels, part_labels_from_weights, vertex_iuv
+from runtime.errors import UserError
 
 OPEN_DIR = Path(__file__).resolve().parent / "assets" / "open"
 ASSET_SETS = ("open", "smpl")

@@ -1,4 +1,4 @@
-"""Camera and crop conventions (SPEC section 2), as pure batched functions.
+"""Camera and crop conventions (README, "Conventions"), as pure batched functions.
 
 Camera frame: OpenCV's, x right, y DOWN, z forward (into the scene). Body-model output is used in
 this frame directly, as SPIN / PyMAF do: their ground-truth global orientations (H36M, 3DPW, UP-3D

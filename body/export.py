@@ -1,6 +1,5 @@
-"""Write an asset set in the formats other codebases read (a stable command):
-
-    python -m body.export --asset-set open --out DIR
+"""Write an asset set in the formats other codebases read; the command is :mod:`cli.export_body`
+(``make export-body``, ``python -m cli.export_body --asset-set open --out DIR``):
 
 - ``SMPL_NEUTRAL.pkl``: plain numpy/scipy contents (no chumpy) that ``smplx.SMPL(model_path=DIR)`` loads.
 - ``mesh_downsampling.npz``: GraphCMR's layout (object arrays ``A`` (3), ``U`` (2), ``D`` (2) of scipy
@@ -15,17 +14,14 @@
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import pickle
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
-from body.assets import ASSET_SETS, GENDERS, AssetSet, load_asset_set
-from body.cli import run_cli
+from body.assets import AssetSet
 
 
 def smpl_pickle_dict(assets: AssetSet) -> dict:
@@ -73,19 +69,3 @@ def export_asset_set(assets: AssetSet, out_dir: str | Path) -> list[Path]:
     written.append(mp)
     return written
 
-
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description="Export a body asset set for SMPL/SPIN/GraphCMR-style codebases.")
-    p.add_argument("--asset-set", default="open", choices=ASSET_SETS)
-    p.add_argument("--gender", default="neutral", choices=GENDERS)
-    p.add_argument("--smpl-dir", default=None, help="folder of licensed SMPL files (asset set 'smpl')")
-    p.add_argument("--out", required=True)
-    a = p.parse_args(argv)
-    for path in export_asset_set(load_asset_set(a.asset_set, a.gender, a.smpl_dir), a.out):
-        print(path)
-    print("note: pass vertex_ids=json.load(open('vertex_ids.json')) to smplx.SMPL for correct extra joints",
-          file=sys.stderr)
-
-
-if __name__ == "__main__":
-    run_cli(main)

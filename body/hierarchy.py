@@ -339,6 +339,11 @@ class MeshHierarchy(torch.nn.Module):
         """(F_level, 3) long."""
         return getattr(self, f"faces_{level}")
 
+    def vertex_index(self, level: int) -> torch.Tensor:
+        """(V_level,) long: the full-mesh vertices that ``downsample(x, 0, level)`` keeps, in its order."""
+        n = self.num_vertices[0]
+        return self.downsample(torch.arange(n, device=self.faces_0.device).view(1, n, 1), 0, level).reshape(-1)
+
     def normalized_adjacency(self, level: int) -> torch.Tensor:
         """Row-normalised adjacency with self-loops, sparse COO, coalesced (V_level, V_level)."""
         return self._sparse(f"adjacency_{level}")

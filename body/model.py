@@ -4,6 +4,12 @@
     out = model(betas, body_pose, global_orient)        # rotation matrices or axis-angle
     out.vertices (B, V, 3), out.joints (B, 24, 3), out.keypoints49 (B, 49, 3)
     model.h36m17(out.vertices) (B, 17, 3); model.coco17(out.vertices) (B, 17, 3)
+    model.mesh_hierarchy.downsample(out.vertices, 0, 2) (B, 431, 3)
+    model.downsampled_skinning(2)(betas, rotmats (B, 24, 3, 3)) (B, 431, 3), without the full mesh
+
+The ``smplx.SMPL`` instance, the asset set and the hierarchy module are private (``_smpl``, ``_assets``,
+``_hierarchy``): the rest of the suite uses the public methods and buffers below, and no module outside
+``body/`` imports smplx (``tests/body/test_boundary.py`` checks both).
 """
 from __future__ import annotations
 
@@ -18,6 +24,10 @@ import torch
 from body.assets import AssetSet, load_asset_set
 from body.hierarchy import MeshHierarchy
 from body.joints import SPIN49_FROM_BODY_MODEL
+from body.skinning import DownsampledSkinning
+
+# State-dict prefixes renamed when the internals became private: old checkpoints load through the migration.
+_RENAMED_PREFIXES = {"smpl.": "_smpl."}
 
 
 @dataclass
@@ -36,14 +46,19 @@ class BodyModel(torch.nn.Module):
     """SMPL-format body model (``smplx.SMPL``) fed by an asset set, plus the field's regressors.
 
     Device- and dtype-agnostic: move it with ``.to()``; inputs decide the batch size.
+
+    Per-vertex buffers (non-persistent, on the model's device): ``vertex_iuv`` (V, 3) float (part index
+    1..24, U, V; ``body/parts.py``), ``vertex_part24`` (V,) long (0..23), ``vertex_part_lsp6`` (V,) long
+    (1..6), ``faces`` (F, 3) long; the mean parameters ``mean_pose`` (144,) 6D, ``mean_shape`` (10,),
+    ``mean_cam`` (3,). ``vertex_ids``: the named vertices (smplx's extra joints + ``head_top``).
     """
 
     def __init__(self, assets: AssetSet):
         super().__init__()
-        self.assets = assets
+        self._assets = assets
         vertex_ids = {k: v for k, v in assets.vertex_ids.items() if k != "head_top"}
         with contextlib.redirect_stdout(io.StringIO()):  # smplx prints a warning about 10 betas
-            self.smpl = smplx.SMPL(
+            self._smpl = smplx.SMPL(
                 model_path=str(assets.root), data_struct=assets.smplx_struct(), vertex_ids=vertex_ids,
                 num_betas=10, create_betas=False, create_body_pose=False, create_global_orient=False,
                 create_transl=False,
@@ -57,7 +72,19 @@ class BodyModel(torch.nn.Module):
         self.register_buffer("mean_pose", f32(assets.mean_pose), persistent=False)
         self.register_buffer("mean_shape", f32(assets.mean_shape), persistent=False)
         self.register_buffer("mean_cam", f32(assets.mean_cam), persistent=False)
-        self.hierarchy = MeshHierarchy(assets.hierarchy)
+        self.register_buffer("vertex_iuv", f32(assets.iuv), persistent=False)
+        self.register_buffer("vertex_part24", torch.as_tensor(assets.part24, dtype=torch.long), persistent=False)
+        self.register_buffer("vertex_part_lsp6", torch.as_tensor(assets.part_lsp6, dtype=torch.long), persistent=False)
+        self._hierarchy = MeshHierarchy(assets.hierarchy)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        """Checkpoints written before the internals became private name ``smpl.*``: read them as ``_smpl.*``."""
+        for old, new in _RENAMED_PREFIXES.items():
+            for key in [k for k in state_dict if k.startswith(prefix + old)]:
+                state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     @classmethod
     def from_config(cls, name: str = "open", gender: str = "neutral", smpl_dir: str | None = None) -> "BodyModel":
@@ -70,7 +97,31 @@ class BodyModel(torch.nn.Module):
 
     @property
     def num_vertices(self) -> int:
-        return self.assets.num_vertices
+        return self._assets.num_vertices
+
+    @property
+    def vertex_ids(self) -> dict[str, int]:
+        """Named vertices (a copy): smplx's 21 extra joints (nose, eyes, ears, toes, heels, fingertips) and
+        ``head_top``."""
+        return dict(self._assets.vertex_ids)
+
+    @property
+    def mesh_hierarchy(self) -> MeshHierarchy:
+        """The mesh hierarchy (levels of ~6,890 / 1,723 / 431 vertices): ``downsample``, ``upsample``,
+        ``faces(level)``, ``normalized_adjacency(level)``, ``vertex_index(level)``, ``num_vertices``."""
+        return self._hierarchy
+
+    def downsampled_skinning(self, level: int) -> DownsampledSkinning:
+        """A module that skins only the vertices of hierarchy level ``level`` (``body/skinning.py``).
+
+        Built in this model's current dtype and device; it holds copies (non-persistent buffers), so a network
+        may own it without adding to its state dict. ``module(betas (B, 10), rotmats (B, 24, 3, 3))`` ->
+        (B, V_level, 3) equals ``mesh_hierarchy.downsample(self(betas, rotmats[:, 1:], rotmats[:, :1]).vertices,
+        0, level)`` to float rounding (float64: ~1e-15 m).
+        """
+        if not 0 < level < self._hierarchy.num_levels:
+            raise ValueError(f"level must be in [1, {self._hierarchy.num_levels}), got {level}")
+        return DownsampledSkinning(self._smpl, self._hierarchy.vertex_index(level), level)
 
     def forward(
         self,
@@ -97,7 +148,7 @@ class BodyModel(torch.nn.Module):
             global_orient = global_orient.reshape(b, 3)
         if betas.shape[-1] != 10:
             raise ValueError(f"betas must be (B, 10), got {tuple(betas.shape)}")
-        out = self.smpl(betas=betas, body_pose=body_pose, global_orient=global_orient, transl=transl,
+        out = self._smpl(betas=betas, body_pose=body_pose, global_orient=global_orient, transl=transl,
                         pose2rot=not rotmats)
         extra = torch.einsum("kv,bvd->bkd", self.J_regressor_extra.to(out.vertices.dtype), out.vertices)
         joints54 = torch.cat([out.joints, extra], dim=1)
@@ -127,12 +178,12 @@ class BodyModel(torch.nn.Module):
         posed body-model mesh this differs from :meth:`forward`'s kinematic joints by the regressor's
         error on posed meshes (a few mm).
         """
-        joints24 = self._regress(self.smpl.J_regressor, vertices)
-        selected = vertices.index_select(1, self.smpl.vertex_joint_selector.extra_joints_idxs)
+        joints24 = self._regress(self._smpl.J_regressor, vertices)
+        selected = vertices.index_select(1, self._smpl.vertex_joint_selector.extra_joints_idxs)
         extra = self._regress(self.J_regressor_extra, vertices)
         return torch.cat([joints24, selected, extra], dim=1).index_select(1, self.spin49_index)
 
     def rest_joints(self, betas: torch.Tensor) -> torch.Tensor:
         """(B, 10) -> (B, 24, 3) skeleton joints of the shaped body in rest pose."""
-        v = self.smpl.v_template + torch.einsum("bk,vdk->bvd", betas, self.smpl.shapedirs)
-        return torch.einsum("jv,bvd->bjd", self.smpl.J_regressor, v)
+        v = self._smpl.v_template + torch.einsum("bk,vdk->bvd", betas, self._smpl.shapedirs)
+        return torch.einsum("jv,bvd->bjd", self._smpl.J_regressor, v)

@@ -7,6 +7,7 @@ unless said otherwise. Only :func:`to_uint8_image` and :func:`save_png` leave to
 from __future__ import annotations
 
 import colorsys
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -15,6 +16,7 @@ import torch
 from torch import Tensor
 
 from body.raster import Fragments, interpolate_vertex_attributes, rasterize
+from body.rotations import axis_angle_to_rotmat
 
 __all__ = [
     "silhouette", "vertex_labels_to_face_labels", "face_labels_map", "face_labels_image", "iuv_map", "vertex_normals", "shade",
@@ -27,6 +29,17 @@ def screen_coordinates(verts_cam: Tensor, image_size: int, focal: float) -> Tens
     down, z forward) -> (B, V, 3) pixel x, y and depth z, principal point at the image centre."""
     xy = focal * verts_cam[..., :2] / verts_cam[..., 2:3] + image_size / 2
     return torch.cat([xy, verts_cam[..., 2:3]], dim=-1)
+
+
+def camera_view(verts: Tensor, yaw_deg: float, distance: float = 8.0) -> Tensor:
+    """Body frame (y up, facing +z) -> camera frame (y down, looking along +z) facing the camera,
+    turned by ``yaw_deg`` about the vertical axis, centred and pushed to ``distance``. (B, V, 3)."""
+    flip = axis_angle_to_rotmat(torch.tensor([math.pi, 0.0, 0.0]))
+    yaw = axis_angle_to_rotmat(torch.tensor([0.0, math.radians(yaw_deg), 0.0]))
+    rot = (flip @ yaw).to(verts.dtype)
+    v = verts @ rot.T
+    centre = 0.5 * (v.amax(1, keepdim=True) + v.amin(1, keepdim=True))
+    return v - centre + torch.tensor([0.0, 0.0, distance], dtype=v.dtype)
 
 
 def silhouette(fragments: Fragments) -> Tensor:

@@ -18,13 +18,16 @@ def gt_joint_ratio(epoch: int, max_epochs: int, start: float = 1.0) -> float:
 
 
 class GTJointMixing(pl.Callback):
-    """Sets ``pl_module.gt_joint_ratio`` at every training epoch start (modules without it are left alone)."""
+    """Sets the ground-truth share of the module's RoI joints (``pl_module.roi_joints.gt_ratio``,
+    ``lightning_modules.base.RoIJointSource``) at every training epoch start; modules whose network takes
+    no joints (``roi_joints`` None) are left alone."""
 
     def __init__(self, start: float = 1.0):
         self.start = float(start)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if hasattr(pl_module, "gt_joint_ratio"):
+        source = getattr(pl_module, "roi_joints", None)
+        if source is not None:
             ratio = gt_joint_ratio(trainer.current_epoch, int(trainer.max_epochs or 1), self.start)
-            pl_module.gt_joint_ratio = ratio
+            source.gt_ratio = ratio
             pl_module.log("train/gt_joint_ratio", ratio, on_step=False, on_epoch=True)

@@ -5,14 +5,22 @@ from ``configs/<group>/<choice>.yaml`` and placed under the key ``group``. Comma
 then apply: ``group=choice`` swaps a group, ``a.b=value`` sets a value (omegaconf dot-list syntax).
 ``ablation=<row>`` (roots with an ``ablation`` key) merges a paper ablation row of ``configs/ablations.yaml``
 into ``model`` after the groups and before the other overrides, so ``model.*`` overrides still win.
+
+Every group, the root's own keys, the ablation row and the overrides are checked against the typed schemas
+of ``configs/schema.py``: an unknown key or a value of the wrong type is a one-line ``UserError`` that names
+the valid keys or the expected type, and so is a mandatory key no file sets.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from typing import Any
 
-from body.errors import UserError
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from configs.schema import GROUPS, ROOTS, model_schema
+from runtime.errors import UserError
 
 CONFIG_DIR = Path(__file__).resolve().parent
 
@@ -29,6 +37,54 @@ def _load_group(group: str, choice: str) -> DictConfig:
     return OmegaConf.load(path)
 
 
+def _valid_keys(node: Any, path: str) -> str:
+    parent = OmegaConf.select(node, path.rsplit(".", 1)[0], default=None) if "." in path else node
+    keys = [str(k) for k in parent.keys()] if isinstance(parent, DictConfig) else []
+    return ", ".join(keys) if keys else "none"
+
+
+def checked_merge(base: DictConfig, update: Any, where: str, prefix: str = "") -> DictConfig:
+    """``OmegaConf.merge(base, update)``; a key ``base``'s schema lacks or a value of the wrong type becomes a
+    one-line ``UserError`` (``where`` says what was merged; ``prefix`` is ``base``'s own key path)."""
+    try:
+        return OmegaConf.merge(base, update)
+    except (ConfigKeyError, ValidationError, OmegaConfBaseException) as err:
+        key = str(getattr(err, "full_key", "") or "")
+        full = f"{prefix}.{key}" if prefix and key else (prefix or key)
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if isinstance(err, ConfigKeyError) or "not in" in message:
+            raise UserError(f"{where}: unknown config key {full!r}; valid keys there are "
+                            f"{_valid_keys(base, key) if key else 'none'}") from None
+        raise UserError(f"{where}: {full}: {message}") from None
+
+
+def _group_node(group: str, choice: str) -> DictConfig:
+    """Group ``group``'s YAML ``choice`` checked against its schema (``GROUPS``; a model by its ``name``)."""
+    raw = _load_group(group, choice)
+    where = f"configs/{group}/{choice}.yaml"
+    if group == "model":
+        schema = model_schema(str(raw.get("name")))
+        if schema is None:
+            raise UserError(f"{where}: name {raw.get('name')!r} is not a model: valid names are hmr, pymaf, bigraph")
+    else:
+        schema = GROUPS.get(group)
+        if schema is None:
+            raise UserError(f"{where}: {group!r} is not a config group: valid groups are model, "
+                            f"{', '.join(GROUPS)}")
+    return checked_merge(OmegaConf.structured(schema), raw, where, group)
+
+
+def complete_group(group: str, values: Any, where: str) -> dict:
+    """``values`` of a ``model`` or ``body`` group over its YAML (the file its ``name`` names), checked by its
+    schema, as plain containers: every key present. This is how a model is built from a checkpoint's saved
+    config too, so a checkpoint written before a key existed gets the key's YAML value (the migration)."""
+    values = OmegaConf.to_container(values, resolve=True) if isinstance(values, DictConfig) else dict(values)
+    if "name" not in values:
+        raise UserError(f"{where}: no 'name' (valid: {', '.join(group_choices(group))})")
+    node = _group_node(group, str(values["name"]))
+    return OmegaConf.to_container(checked_merge(node, values, where, group), resolve=True)
+
+
 def ablation_rows() -> dict:
     """The rows of ``configs/ablations.yaml``: name -> {model, table, row, overrides}."""
     return OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "ablations.yaml"))
@@ -43,7 +99,7 @@ def apply_ablation(cfg: DictConfig, name: str) -> DictConfig:
     if row["model"] != cfg.model.name:
         raise UserError(f"ablation {name!r} is a row of {row['table']} for model {row['model']!r}, "
                         f"not {cfg.model.name!r}: pass MODEL={row['model']} (or model={row['model']})")
-    cfg.model = OmegaConf.merge(cfg.model, row["overrides"])
+    cfg.model = checked_merge(cfg.model, row["overrides"], f"ablation {name}", "model")
     cfg.ablation = name
     return cfg
 
@@ -68,10 +124,11 @@ def compose(root: str, overrides: list[str] | tuple[str, ...] = ()) -> DictConfi
             groups[key] = value
         else:
             values.append(item)
-    cfg = OmegaConf.create({})
+    typed = root in ROOTS
+    cfg = OmegaConf.structured(ROOTS[root]) if typed else OmegaConf.create({})
     for group, choice in groups.items():
-        cfg[group] = _load_group(group, choice)
-    cfg = OmegaConf.merge(cfg, base)
+        cfg[group] = _group_node(group, choice)
+    cfg = checked_merge(cfg, base, f"configs/{root}.yaml")
     ablation = [item.split("=", 1)[1] for item in values if item.split("=", 1)[0] == "ablation"]
     values = [item for item in values if item.split("=", 1)[0] != "ablation"]
     if ablation and ablation[-1] not in ("", "null"):
@@ -80,8 +137,16 @@ def compose(root: str, overrides: list[str] | tuple[str, ...] = ()) -> DictConfi
         cfg = apply_ablation(cfg, ablation[-1])
     for item in values:
         key = item.split("=", 1)[0]
-        if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
+        if not typed and OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
             raise UserError(f"unknown config key {key!r}: top-level keys are {', '.join(str(k) for k in cfg.keys())}")
-    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(values))
+    try:
+        dotlist = OmegaConf.from_dotlist(values)
+    except OmegaConfBaseException as err:
+        raise UserError(f"overrides: {str(err).strip().splitlines()[0]}") from None
+    cfg = checked_merge(cfg, dotlist, "override")
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise UserError(f"config {root!r}: mandatory keys not set: {', '.join(missing)} (set them in the group's "
+                        "YAML or as key=value)")
     OmegaConf.resolve(cfg)
     return cfg

@@ -1,4 +1,4 @@
-"""From a stored sample to a network input, with SPIN/PyMAF's augmentation (SPEC section 6).
+"""From a stored sample to a network input, with SPIN/PyMAF's augmentation (README, "Data").
 
 A stored sample is a crop (default 320 px) covering 1.5x the person box; the network input is the
 person box itself (times the augmentation scale), rotated and resampled to ``out_res`` (224) pixels.

@@ -30,9 +30,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from body.errors import UserError
 from datamodules.schema import (_KEY_RE, CAMERA_SCHEMA, CROP_CONTEXT, CROP_SIZE, GENDERS, MAX_ABS_METRES,
                                 MEMBER_FIELDS, SCHEMA, CorruptSampleError, FieldSpec)
+from runtime.errors import UserError
 
 # The schema's names are re-exported: `datamodules.sample` stays the one import for a sample's content.
 __all__ = [

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from body.errors import UserError
+from runtime.errors import UserError
 
 CROP_SIZE: int = 320           # default side of the stored crop, pixels
 CROP_CONTEXT: float = 1.5      # the crop covers CROP_CONTEXT x the person box (SPIN box: 200 * scale px)

@@ -43,12 +43,11 @@ import msgpack
 import numpy as np
 from PIL import Image
 
-from body.errors import UserError
-
 from datamodules.sample import (_KEY_RE, CAMERA_SCHEMA, CROP_CONTEXT, CROP_SIZE, GENDERS, SCHEMA, CorruptSampleError,
                                 FieldSpec, Sample, person_crop_affine, safe_key, validate)
 from datamodules.schema import _ANN_FIELDS
 from datamodules.skips import SkipCounter
+from runtime.errors import UserError
 
 # The sample's content is re-exported so that `datamodules.shards` is the one import for the format.
 __all__ = [

@@ -1,20 +1,14 @@
-"""``make data-stats``: draw N samples from the training loader and print, as JSON, what came out.
+"""What the training loader draws: per source, the configured weight, the number of samples drawn and
+their share; the largest difference between share and weight in percentage points; the skipped-sample
+count with reasons; and the loader's throughput with the configured workers and augmentation.
 
-Per source: the configured weight, the number of samples drawn and their share; the largest
-difference between share and weight in percentage points; the skipped-sample count with reasons; and
-the loader's throughput with the configured workers and augmentation.
-
-    python -m datamodules.stats [data=synthetic] [draws=20000] [data.num_workers=2]
+The command that prints it as JSON is :mod:`cli.data_stats` (``make data-stats``).
 """
 from __future__ import annotations
 
-import json
-import sys
 import time
 from collections import Counter
 
-from body.cli import run_cli
-from configs.loader import compose
 from datamodules.mixed import MixedDataModule
 
 
@@ -44,12 +38,3 @@ def draw_stats(dm: MixedDataModule, draws: int) -> dict:
         "seconds": round(seconds, 2), "samples_per_second": round(total / seconds, 1) if seconds else None,
     }
 
-
-def main(argv: list[str] | None = None) -> None:
-    cfg = compose("data_stats", sys.argv[1:] if argv is None else argv)
-    dm = MixedDataModule(cfg.data, rank=0, world_size=1)
-    print(json.dumps(draw_stats(dm, int(cfg.draws)), indent=2))
-
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -4,8 +4,8 @@ Pixel i covers [i, i + 1) and its centre is at i + 0.5 (``body.camera``'s conven
 map between two images acts on the same coordinates as the keypoints do: a keypoint at x in the source
 lands at A x in the destination, with no half-pixel offset. Pillow's ``Image.transform(AFFINE)``
 samples at pixel centres in exactly this convention (its coefficients map destination to source), and
-it is the fastest resampler we have here (torchvision is unusable, ENVIRONMENT.md; OpenCV is not a
-dependency). A test checks the convention on a one-pixel image.
+it is the fastest resampler we have here (torchvision is unusable: its PyPI wheels are CUDA builds
+that fail to import beside the CPU torch; OpenCV is not a dependency). A test checks the convention on a one-pixel image.
 """
 from __future__ import annotations
 

@@ -1,29 +1,38 @@
-"""``ProtocolEvaluator``: one evaluation set's table row for a trained ``MeshRecoveryModule``.
+"""``ProtocolMetrics``: one evaluation set's metric collection and table row; validation and ``make eval``
+both use it (``MeshRecoveryModule.validation_step``), so they report the same keys and values.
 
 The row's columns are ``metrics.protocols.PROTOCOL_COLUMNS[protocol]`` (see there for the papers'
-tables). 3D protocols use the module's own ground-truth selection (``MeshRecoveryModule.evaluation_targets``:
+tables). 3D protocols use the decoder's ground-truth selection (``BodyDecoder.evaluation_targets``:
 SMPL ground truth where the sample has it, else its 3D joints) and every mesh the model predicts
-(``evaluated_meshes``: BiGraph's graph mesh ``np`` and body-model mesh ``p``). LSP and COCO work in
-original-image pixels (``metrics.protocols``). State lives in the torchmetrics classes, so rows
-accumulated on several ranks sync like the validation metrics.
+(``BodyDecoder.evaluated_meshes``: BiGraph's graph mesh ``np`` and body-model mesh ``p``, with the key
+suffixes ``_np`` / ``_p``), plus PyMAF's Table 6 per-iteration errors: M0 the mean-parameter start, M1..MT
+the feedback levels (HMR: its IEF iterations). LSP and COCO work in original-image pixels
+(``metrics.protocols``). All state, counters included, lives in torchmetrics classes, so a row accumulated
+on several ranks is the row of one process (COCO detections are ordered by a rank-independent key in
+``metrics.KeypointAP`` and image ids do not depend on the rank).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torchmetrics import SumMetric
 
-from body.errors import UserError
 from body.joints import SPIN49_TO_COCO17
 from body.render import face_labels_image, vertex_labels_to_face_labels
+from lightning_modules.decoding import BodyDecoder
+from lightning_modules.prediction import Prediction
 from metrics import MPJPE, PAMPJPE, PVE, KeypointAP, PerIterationMPJPE, SegmentationScores
 from metrics.protocols import (PROTOCOL_COLUMNS, THREE_D_PROTOCOLS, coco_ground_truth_keypoints, foreground_of,
                                input_box_in_image, keypoints_in_image, vertices_in_image)
+from runtime.errors import UserError
 
 NUM_LSP_CLASSES: int = 7   # background + 6 parts (body.parts.LSP6_PART_NAMES)
 
@@ -70,111 +79,126 @@ class CocoAnnotations:
         }
 
 
-class ProtocolEvaluator:
-    """Accumulates one evaluation set's row (module docstring).
+class ProtocolMetrics(nn.Module):
+    """One evaluation set's metric collection and table row (module docstring).
 
     Args:
-        module: the trained model (its ``body``, ``img_res`` and evaluation hooks are used).
+        decoder: the model's ``BodyDecoder`` (body model, input size, ground-truth selection).
         protocol: one of ``metrics.protocols.PROTOCOLS``.
         coco: official COCO annotations (COCO protocol only); without them the ground truth comes from
             the samples (keypoints, ``area``, the person box).
     """
 
-    def __init__(self, module, protocol: str, coco: CocoAnnotations | None = None):
+    def __init__(self, decoder: BodyDecoder, protocol: str, coco: CocoAnnotations | None = None):
+        super().__init__()
         if protocol not in PROTOCOL_COLUMNS:
             raise UserError(f"unknown protocol {protocol!r}: valid choices are {', '.join(PROTOCOL_COLUMNS)}")
-        self.module, self.protocol, self.coco = module, protocol, coco
-        self.metrics: dict[str, Any] = {}
-        self.samples = 0
-        self.evaluated = 0
-        self.coco_images: dict[str, int] = {}
-        self.unmatched_images = 0
+        self.decoder, self.protocol, self.coco = decoder, protocol, coco if protocol == "coco" else None
+        # Counters sum over ranks like the metrics (torchmetrics' SumMetric).
+        self.counts = nn.ModuleDict({name: SumMetric() for name in ("samples", "evaluated", "unmatched_images")})
+        self.metrics = nn.ModuleDict()
+        self.iteration_labels: list[str] = []
         self._face_lsp6: Tensor | None = None
-        self._coco_ground_truth_added = False
 
     # ------------------------------------------------------------------------------------------
-    def _metric(self, name: str, factory) -> Any:
+    def _metric(self, name: str) -> Any:
+        """The metric of this name, made on first use (:meth:`_new_metric`)."""
         if name not in self.metrics:
-            self.metrics[name] = factory().to(self.module.device)
+            self.metrics[name] = self._new_metric(name).to(self.counts["samples"].device)
         return self.metrics[name]
 
-    @torch.no_grad()
-    def update(self, batch: Mapping[str, Any], out: Mapping[str, Any]) -> None:
-        """Add one batch: ``out`` is ``module.run_network(batch)`` on the same batch."""
-        self.samples += int(batch["img"].shape[0])
-        if self.protocol in THREE_D_PROTOCOLS:
-            self._update_3d(batch, out)
-        elif self.protocol == "lsp":
-            self._update_lsp(batch, out)
-        else:
-            self._update_coco(batch, out)
+    def _new_metric(self, name: str) -> Any:
+        if name.endswith("_per_iteration"):
+            return PerIterationMPJPE(len(self.iteration_labels), procrustes=name.startswith("pa_"))
+        if name.startswith("pa_mpjpe"):
+            return PAMPJPE()
+        if name.startswith("mpjpe"):
+            return MPJPE()
+        if name.startswith("pve"):
+            return PVE(alignment="none")
+        return {"fb": lambda: SegmentationScores(2), "parts": lambda: SegmentationScores(NUM_LSP_CLASSES),
+                "coco": KeypointAP}[name]()
 
-    def _update_3d(self, batch: Mapping[str, Any], out: Mapping[str, Any]) -> None:
-        module = self.module
-        targets = module.evaluation_targets(batch)
+    def _count(self, name: str, n: int) -> None:
+        self.counts[name].update(torch.tensor(float(n), dtype=torch.float64, device=self.counts[name].device))
+
+    @torch.no_grad()
+    def update(self, batch: Mapping[str, Any], prediction: Prediction) -> None:
+        """Add one batch and the model's ``Prediction`` on it."""
+        self._count("samples", int(batch["img"].shape[0]))
+        if self.protocol in THREE_D_PROTOCOLS:
+            self._update_3d(batch, prediction)
+        elif self.protocol == "lsp":
+            self._update_lsp(batch, prediction)
+        else:
+            self._update_coco(batch, prediction)
+
+    def _update_3d(self, batch: Mapping[str, Any], prediction: Prediction) -> None:
+        decoder = self.decoder
+        targets = decoder.evaluation_targets(batch)
         if targets is None:
             return
         index, gt_joints, smpl_index = targets["index"], targets["joints"], targets["smpl_index"]
-        self.evaluated += int(index.numel())
-        for suffix, vertices in module.evaluated_meshes(out).items():
-            joints = module.protocol_joints(vertices)[index]
-            self._metric("mpjpe" + suffix, MPJPE).update(joints, gt_joints)
-            self._metric("pa_mpjpe" + suffix, PAMPJPE).update(joints, gt_joints)
+        self._count("evaluated", int(index.numel()))
+        for suffix, vertices in decoder.evaluated_meshes(prediction).items():
+            joints = decoder.protocol_joints(vertices)[index]
+            self._metric("mpjpe" + suffix).update(joints, gt_joints)
+            self._metric("pa_mpjpe" + suffix).update(joints, gt_joints)
             if smpl_index.numel():
-                self._metric("pve" + suffix, lambda: PVE(alignment="none")).update(vertices[smpl_index],
-                                                                                    targets["vertices"])
-        # PyMAF's Table 6: M0 (the initial, mean-parameter estimate, when the network returns it) .. M_T
-        estimates = ([out["initial"]] if "initial" in out else []) + list(out.get("iterations", []))
+                self._metric("pve" + suffix).update(vertices[smpl_index], targets["vertices"])
+        # PyMAF's Table 6: M0 (the mean-parameter start, where the network has one), M1 .. M_T the levels.
+        first = 0 if prediction.initial is not None else 1
+        estimates = ([prediction.initial] if first == 0 else []) + list(prediction.iterations)
         if len(estimates) > 1:
-            joints = [module.protocol_joints(module.decode(e)["vertices"])[index] for e in estimates]
-            self._metric("mpjpe_per_iteration", lambda: PerIterationMPJPE(len(estimates))).update(joints, gt_joints)
-            self._metric("pa_mpjpe_per_iteration",
-                         lambda: PerIterationMPJPE(len(estimates), procrustes=True)).update(joints, gt_joints)
+            self.iteration_labels = [f"M{first + t}" for t in range(len(estimates))]
+            joints = [decoder.protocol_joints(decoder.decode(e)["vertices"])[index] for e in estimates]
+            self._metric("mpjpe_per_iteration").update(joints, gt_joints)
+            self._metric("pa_mpjpe_per_iteration").update(joints, gt_joints)
 
-    def _update_lsp(self, batch: Mapping[str, Any], out: Mapping[str, Any]) -> None:
+    def _update_lsp(self, batch: Mapping[str, Any], prediction: Prediction) -> None:
         masks = batch.get("mask_original")
         if masks is None or all(m is None for m in masks):
             return
-        module = self.module
-        pred = module.final_prediction(out)
+        decoder, body = self.decoder, self.decoder.body
+        pred = decoder.final(prediction)
         screen = vertices_in_image(pred["vertices"], pred["cam"], batch["input_to_image"].to(pred["cam"]),
-                                   module.img_res)
-        if self._face_lsp6 is None:
-            labels = torch.as_tensor(module.body.assets.part_lsp6, dtype=torch.long)
-            self._face_lsp6 = vertex_labels_to_face_labels(labels, module.body.faces.cpu()).to(screen.device)
-        fb = self._metric("fb", lambda: SegmentationScores(2))
-        parts = self._metric("parts", lambda: SegmentationScores(NUM_LSP_CLASSES))
+                                   decoder.img_res)
+        if self._face_lsp6 is None or self._face_lsp6.device != screen.device:
+            self._face_lsp6 = vertex_labels_to_face_labels(body.vertex_part_lsp6, body.faces).to(screen.device)
+        fb, parts = self._metric("fb"), self._metric("parts")
+        evaluated = 0
         for b, gt in enumerate(masks):
             if gt is None:
                 continue
             gt = gt.to(screen.device).long()
-            labels = face_labels_image(screen[b], module.body.faces.to(screen.device), self._face_lsp6,
+            labels = face_labels_image(screen[b], body.faces.to(screen.device), self._face_lsp6,
                                        gt.shape[0], gt.shape[1])
             fb.update(foreground_of(labels)[None], foreground_of(gt)[None])
             parts.update(labels[None], gt[None])
-            self.evaluated += 1
+            evaluated += 1
+        self._count("evaluated", evaluated)
 
     def _image_id(self, name: str) -> int | None:
         if self.coco is not None:
             return self.coco.image_ids.get(os.path.basename(name))
-        return self.coco_images.setdefault(name, len(self.coco_images))
+        return stable_image_id(name)
 
-    def _update_coco(self, batch: Mapping[str, Any], out: Mapping[str, Any]) -> None:
-        module = self.module
-        pred = module.final_prediction(out)
+    def _update_coco(self, batch: Mapping[str, Any], prediction: Prediction) -> None:
+        decoder = self.decoder
+        pred = decoder.final(prediction)
         to_image = batch["input_to_image"].to(pred["cam"])
         names = [i or k for i, k in zip(batch.get("image_id", batch["key"]), batch["key"])]
         ids = [self._image_id(n) for n in names]
         keep = [b for b, i in enumerate(ids) if i is not None]
-        self.unmatched_images += len(ids) - len(keep)
+        self._count("unmatched_images", len(ids) - len(keep))
         if not keep:
             return
         keep_t = torch.tensor(keep, device=to_image.device)
         det = keypoints_in_image(pred["keypoints_2d"][:, SPIN49_TO_COCO17].double(), to_image.double(),
-                                 module.img_res)[keep_t]
+                                 decoder.img_res)[keep_t]
         det_ids = torch.tensor([ids[b] for b in keep], dtype=torch.long)
-        ap = self._metric("coco", KeypointAP)
-        self.evaluated += len(keep)
+        ap = self._metric("coco")
+        self._count("evaluated", len(keep))
         if self.coco is not None:   # ground truth added once per image, in row()
             ap.update(det_ids, det, torch.ones(len(keep), dtype=torch.float64), **_no_ground_truth())
             return
@@ -182,48 +206,73 @@ class ProtocolEvaluator:
             raise UserError("COCO protocol: samples without 'area' (the person's segmentation area); pass "
                             "coco_annotations=<person_keypoints_val2014.json> to read COCO's own ground truth")
         gt = coco_ground_truth_keypoints(batch["keypoints_2d"][:, SPIN49_TO_COCO17].to(to_image), to_image,
-                                         module.img_res)[keep_t]
+                                         decoder.img_res)[keep_t]
         ap.update(det_ids, det, torch.ones(len(keep), dtype=torch.float64), gt_image_ids=det_ids,
                   gt_keypoints=gt, gt_areas=batch["area"][keep_t].double(),
-                  gt_boxes=input_box_in_image(to_image.double(), module.img_res)[keep_t])
+                  gt_boxes=input_box_in_image(to_image.double(), decoder.img_res)[keep_t])
 
     # ------------------------------------------------------------------------------------------
     def row(self) -> dict[str, Any]:
-        """The table row: the protocol's columns (mm / [0, 1]; None where nothing was evaluated), plus
-        ``per_iteration`` (3D, several estimates) and ``details`` (per-class F1 and so on)."""
-        if self.protocol in THREE_D_PROTOCOLS:
-            return self._row_3d()
-        if self.protocol == "lsp":
-            return self._row_lsp()
-        return self._row_coco()
+        """The table row, over all ranks (under DDP a collective call: every rank calls it and gets the row):
+        ``samples``, ``evaluated``, ``columns`` (the protocol's, mm / [0, 1]; None where nothing was
+        evaluated), plus ``per_iteration`` (3D, several estimates: metric -> {M0: .., M1: ..}) and ``details``.
 
-    def _value(self, name: str) -> float | None:
-        metric = self.metrics.get(name)
-        if metric is None or not metric.update_called:
-            return None
-        return _number(metric.compute())
+        Every rank computes the same metrics in the same order (those any rank made), so that their
+        synchronisation never waits for a rank without them."""
+        with warnings.catch_warnings():   # a rank without updates computes too (its empty states sync)
+            warnings.filterwarnings("ignore", message=".*compute.*before.*update.*")
+            counts = {name: int(round(float(metric.compute()))) for name, metric in self.counts.items()}
+            self._make_every_ranks_metrics()
+            values = {name: self.metrics[name].compute() if counts["evaluated"] else None
+                      for name in sorted(self.metrics) if name != "coco"}
+            if self.protocol in THREE_D_PROTOCOLS:
+                row = self._row_3d(values)
+            elif self.protocol == "lsp":
+                row = self._row_lsp(values)
+            else:
+                row = self._row_coco(counts["evaluated"])
+                if counts["unmatched_images"]:
+                    row["details"] = {"samples_without_annotation_image": counts["unmatched_images"]}
+        return {"samples": counts["samples"], "evaluated": counts["evaluated"], **row}
 
-    def _row_3d(self) -> dict[str, Any]:
-        suffixes = list(self.module.EVALUATED_MESHES)
+    def reset(self) -> None:
+        for metric in list(self.counts.values()) + list(self.metrics.values()):
+            metric.reset()
+
+    def _make_every_ranks_metrics(self) -> None:
+        dist = torch.distributed
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        gathered: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, (sorted(self.metrics), self.iteration_labels))
+        self.iteration_labels = max((labels for _, labels in gathered), key=len)
+        for name in sorted({n for names, _ in gathered for n in names}):
+            self._metric(name)
+
+    def _suffixes(self) -> list[str]:
+        return [s for s in ("", "_np", "_p") if "mpjpe" + s in self.metrics] or [""]
+
+    def _row_3d(self, values: Mapping[str, Tensor | None]) -> dict[str, Any]:
         columns: dict[str, Any] = {}
         for column in PROTOCOL_COLUMNS[self.protocol]:
             metric = "pve" if column in ("pve", "mpve") else column
-            for suffix in suffixes:
-                columns[column + suffix] = self._value(metric + suffix)
+            for suffix in self._suffixes():
+                value = values.get(metric + suffix)
+                columns[column + suffix] = None if value is None else _number(value)
         result: dict[str, Any] = {"columns": columns}
         per_iteration = {}
         for name in ("mpjpe_per_iteration", "pa_mpjpe_per_iteration"):
-            metric = self.metrics.get(name)
-            if metric is not None and metric.update_called:
-                per_iteration[name.removesuffix("_per_iteration")] = [_number(v) for v in metric.compute()]
+            if values.get(name) is not None:
+                per_iteration[name.removesuffix("_per_iteration")] = {
+                    label: _number(v) for label, v in zip(self.iteration_labels, values[name])}
         if per_iteration:
             result["per_iteration"] = per_iteration
         return result
 
-    def _row_lsp(self) -> dict[str, Any]:
-        if "fb" not in self.metrics:
+    def _row_lsp(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        if values.get("fb") is None:
             return {"columns": dict.fromkeys(PROTOCOL_COLUMNS["lsp"])}
-        fb, parts = self.metrics["fb"].compute(), self.metrics["parts"].compute()
+        fb, parts = values["fb"], values["parts"]
         return {"columns": {"fb_acc": _number(fb["accuracy"]), "fb_f1": _number(fb["mean_f1"]),
                             "parts_acc": _number(parts["accuracy_ignored_as_background"]),
                             "parts_f1": _number(parts["mean_f1"])},
@@ -231,20 +280,57 @@ class ProtocolEvaluator:
                             "parts_f1_per_class": [_number(v) for v in parts["per_class_f1"]],
                             "fb_f1_per_class": [_number(v) for v in fb["per_class_f1"]]}}
 
-    def _row_coco(self) -> dict[str, Any]:
-        ap = self.metrics.get("coco")
-        if ap is None:
+    def _row_coco(self, evaluated: int) -> dict[str, Any]:
+        if not evaluated:
             return {"columns": dict.fromkeys(PROTOCOL_COLUMNS["coco"])}
-        if self.coco is not None and not self._coco_ground_truth_added:   # once, however often row() is called
-            seen = sorted({int(i) for part in ap.det_image_ids for i in part.tolist()})
-            ap.update(*_no_detections(), **self.coco.ground_truth(seen))
-            self._coco_ground_truth_added = True
+        ap = self._metric("coco")
+        if self.coco is not None:
+            # Each image's official ground truth once: the images every rank saw, added on rank 0 only (the
+            # metric's states are concatenated over ranks when it computes). So a row is asked for once,
+            # then the metrics are reset (validation's epoch end does both).
+            seen = _all_ranks_image_ids(ap.det_image_ids)
+            if _rank() == 0:
+                ap.update(*_no_detections(), **self.coco.ground_truth(seen))
         scores = ap.compute()
         names = {"ap": "AP", "ap50": "AP50", "ap75": "AP75", "apm": "APM", "apl": "APL"}
-        result = {"columns": {c: _number(scores[names[c]]) for c in PROTOCOL_COLUMNS["coco"]}}
-        if self.unmatched_images:
-            result["details"] = {"samples_without_annotation_image": self.unmatched_images}
-        return result
+        return {"columns": {c: _number(scores[names[c]]) for c in PROTOCOL_COLUMNS["coco"]}}
+
+
+def metric_values(row: Mapping[str, Any]) -> dict[str, float]:
+    """A row's numbers under the keys validation logs them by (``val/<set>/<key>``): its columns, and the
+    per-iteration errors as ``<metric>_<M label>`` (``mpjpe_M0`` ..); entries without a value are left out."""
+    values = {k: v for k, v in row["columns"].items() if v is not None}
+    for metric, per_label in row.get("per_iteration", {}).items():
+        values.update({f"{metric}_{label}": v for label, v in per_label.items() if v is not None})
+    return values
+
+
+def primary_metric(protocol: str, mesh_suffix: str = "") -> tuple[str, str]:
+    """The key (as :func:`metric_values` names it) and mode best checkpoints are chosen by: PA-MPJPE (min)
+    for the 3D protocols (MPVE for UP-3D), parts F1 for LSP, AP for COCO (max)."""
+    if protocol in THREE_D_PROTOCOLS:
+        return ("mpve" if protocol == "up3d" else "pa_mpjpe") + mesh_suffix, "min"
+    return ("parts_f1", "max") if protocol == "lsp" else ("ap", "max")
+
+
+def stable_image_id(name: str) -> int:
+    """A 48-bit id of an image name (exact in float64), the same on every rank (COCO protocol without official annotations)."""
+    return int.from_bytes(hashlib.sha1(name.encode()).digest()[:6], "big")
+
+
+def _rank() -> int:
+    dist = torch.distributed
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _all_ranks_image_ids(parts: list[Tensor]) -> list[int]:
+    local = sorted({int(i) for part in parts for i in part.tolist()})
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return local
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, local)
+    return sorted({i for ids in gathered for i in ids})
 
 
 def _number(x: Tensor) -> float | None:

@@ -289,7 +289,7 @@ def focal_regression_term(l1: Tensor, alpha: float = 1.0, gamma: float = 1.0,
 
     The paper prints ``log(1 - max(tau, alpha L))``; its text says tau < 1 "truncates alpha L with a
     maximum value to avoid unreasonably large loss when alpha L approaches 1", which is a cap:
-    min(alpha L, tau) (SPEC sec. 5). The factor (alpha L)^gamma is not capped.
+    min(alpha L, tau). The factor (alpha L)^gamma is not capped.
 
     Behaviour with x = alpha L (gamma = 1 shown):
     * x -> 0: -x log(1 - x) = x^2 + x^3 / 2 + ..., a squared error for small errors (vs L1's x);

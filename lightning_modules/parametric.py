@@ -1,4 +1,10 @@
-"""Loss terms of parametric estimates (HMR, PyMAF and BiGraph's SMPL branch), summed over iterations.
+"""A model's loss (``ModelLoss``) and the loss of parametric estimates (``ParametricLoss``: HMR; PyMAF's base).
+
+A model's loss is a callable ``loss(batch, prediction, decoder) -> {term: weighted value}`` (the sum is
+optimised, each term is logged): ``ModelLoss`` computes the unweighted ``terms`` and multiplies each by its
+weight in ``model.loss_weights``; a term with weight 0 is dropped, a term without a weight is an error.
+
+Parametric terms (HMR, PyMAF, BiGraph's SMPL branch), summed over iterations.
 
 SPIN's / PyMAF's set, per estimate: 2D keypoints (confidence-weighted MSE on the 49 keypoints, OpenPose
 part weighted by ``openpose_weight``), 3D joints (hip-centred, on samples with ``has_3d``), SMPL pose
@@ -8,24 +14,69 @@ supervised the same way here (``supervise="all"``) or only at the last one (``"l
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from torch import Tensor
 
 from lightning_modules import losses as L
+from lightning_modules.decoding import BodyDecoder
+from lightning_modules.prediction import Prediction
 
 SUPERVISE = ("all", "last")
 
 
-def parametric_terms(decode, batch: Mapping[str, Any], estimates: Sequence[Mapping[str, Tensor]],
-                     openpose_weight: float = 0.0, supervise: str = "all") -> dict[str, Tensor]:
+def weight_terms(terms: Mapping[str, Tensor], weights: Mapping[str, float]) -> dict[str, Tensor]:
+    """Multiply each named term by its weight; terms with weight 0 are dropped."""
+    out = {}
+    for name, value in terms.items():
+        if name not in weights:
+            raise KeyError(f"loss term {name!r} has no weight in model.loss_weights "
+                           f"(configured: {', '.join(sorted(weights))})")
+        if weights[name] != 0.0:
+            out[name] = weights[name] * value
+    return out
+
+
+class ModelLoss:
+    """Base of a model's loss (module docstring). ``model_cfg``: the model config (``loss_weights`` and the
+    loss's own settings)."""
+
+    def __init__(self, model_cfg: Mapping[str, Any]):
+        self.cfg = model_cfg
+        self.weights = {k: float(v) for k, v in model_cfg["loss_weights"].items()}
+
+    def terms(self, batch: Mapping[str, Any], prediction: Prediction, decoder: BodyDecoder) -> dict[str, Tensor]:
+        raise NotImplementedError(f"{type(self).__name__} must implement terms()")
+
+    def __call__(self, batch: Mapping[str, Any], prediction: Prediction, decoder: BodyDecoder) -> dict[str, Tensor]:
+        return weight_terms(self.terms(batch, prediction, decoder), self.weights)
+
+
+class ParametricLoss(ModelLoss):
+    """:func:`parametric_terms` with ``model.openpose_weight``, of every estimate (``supervise="all"``, PyMAF's
+    code) or only the last (HMR's ``model.supervise`` chooses)."""
+
+    def __init__(self, model_cfg: Mapping[str, Any], supervise: str = "all"):
+        super().__init__(model_cfg)
+        if supervise not in SUPERVISE:
+            raise ValueError(f"supervise must be one of {SUPERVISE}, got {supervise!r}")
+        self.supervise = supervise
+
+    def terms(self, batch: Mapping[str, Any], prediction: Prediction, decoder: BodyDecoder) -> dict[str, Tensor]:
+        return parametric_terms(decoder.decode, batch, prediction.iterations,
+                                openpose_weight=float(self.cfg["openpose_weight"]),
+                                supervise=self.supervise)
+
+
+def parametric_terms(decode, batch: Mapping[str, Any], estimates, openpose_weight: float = 0.0,
+                     supervise: str = "all") -> dict[str, Tensor]:
     """Unweighted terms ``keypoints_2d``, ``joints_3d``, ``pose``, ``betas``, ``cam``, summed over estimates.
 
     Args:
-        decode: estimate -> decoded dict (``MeshRecoveryModule.decode``).
+        decode: ``Estimate`` -> decoded dict (``BodyDecoder.decode``).
         batch: the batch (``keypoints_2d`` (B, 49, 3) normalised, ``joints_3d`` (B, 24, 4), ``pose``,
             ``betas``, ``has_smpl``, ``has_3d``).
-        estimates: per-iteration estimates (pose_rotmat, betas, cam).
+        estimates: per-iteration ``Estimate`` s.
     """
     if supervise not in SUPERVISE:
         raise ValueError(f"supervise must be one of {SUPERVISE}, got {supervise!r}")

@@ -1,8 +1,8 @@
 """``pymaf``: PyMAF (Zhang et al., ICCV 2021) on the shared base.
 
 Network: ``nets.pymaf_net.PyMAFNet`` with the config's switches (``feedback``, ``pyramid``, ``aux``,
-``init_features``, ``n_levels``: the paper's Tables 4-6). Losses: the parametric terms of every level
-(``parametric``; PyMAF's code supervises each level), plus the auxiliary IUV terms on samples with SMPL
+``init_features``, ``n_levels``: the paper's Tables 4-6). Loss (``PyMAFLoss``): the parametric terms of every
+level (``parametric``; PyMAF's code supervises each level), plus the auxiliary IUV terms on samples with SMPL
 ground truth: the ground-truth IUV map is rendered at the head's resolution (56 x 56) from the ground-truth
 mesh, placed with the translation that best projects its joints onto the ground-truth 2D keypoints
 (f = 5000, principal point at the crop centre; SPIN's ``estimate_translation``), as PyMAF's code does.
@@ -18,10 +18,12 @@ from body.camera import FOCAL_LENGTH, estimate_translation, normalized_to_pixels
 from body.raster import rasterize
 from body.render import iuv_map
 from lightning_modules.base import MeshRecoveryModule
+from lightning_modules.decoding import BodyDecoder
 from lightning_modules.hmr import build_backbone
 from lightning_modules.nets.iuv_head import iuv_losses
 from lightning_modules.nets.pymaf_net import PyMAFNet
-from lightning_modules.parametric import parametric_terms
+from lightning_modules.parametric import ModelLoss, ParametricLoss
+from lightning_modules.prediction import Prediction
 
 
 def render_gt_iuv(body, vertices: Tensor, joints: Tensor, keypoints_2d: Tensor, img_res: int, out_res: int) -> Tensor:
@@ -38,31 +40,36 @@ def render_gt_iuv(body, vertices: Tensor, joints: Tensor, keypoints_2d: Tensor, 
     k = out_res / img_res  # the same camera at the head's resolution
     xy = FOCAL_LENGTH * k * cam_pts[..., :2] / cam_pts[..., 2:3] + out_res / 2.0
     frags = rasterize(torch.cat([xy, cam_pts[..., 2:]], -1), body.faces, (out_res, out_res))
-    vertex_iuv = torch.as_tensor(body.assets.iuv, dtype=vertices.dtype, device=vertices.device)
+    vertex_iuv = body.vertex_iuv.to(dtype=vertices.dtype, device=vertices.device)
     return iuv_map(frags, body.faces, vertex_iuv)
+
+
+class PyMAFLoss(ParametricLoss):
+    """The parametric terms of every level plus, with the auxiliary head, ``iuv_index`` and ``iuv_uv``
+    against the ground-truth IUV map (module docstring) on samples with SMPL ground truth."""
+
+    def terms(self, batch: Mapping[str, Any], prediction: Prediction, decoder: BodyDecoder) -> dict[str, Tensor]:
+        terms = super().terms(batch, prediction, decoder)
+        if prediction.iuv is not None:
+            valid = batch["has_smpl"].bool()
+            with torch.no_grad():
+                gt = decoder.ground_truth_mesh(batch)
+                res = prediction.iuv["index"].shape[-1]
+                gt_iuv = render_gt_iuv(decoder.body, gt["vertices"], gt["joints_3d"], batch["keypoints_2d"][:, 25:],
+                                       decoder.img_res, res)
+            aux = iuv_losses(prediction.iuv, gt_iuv, valid)
+            terms["iuv_index"] = aux["index"]
+            if "u" in aux:
+                terms["iuv_uv"] = aux["u"] + aux["v"]
+        return terms
 
 
 class PyMAFModule(MeshRecoveryModule):
     def build_network(self) -> nn.Module:
         c = self.model_cfg
-        return PyMAFNet(build_backbone(c), self.body, n_levels=int(c.get("n_levels", 3)),
-                        feedback=str(c.get("feedback", "mesh_aligned")), pyramid=bool(c.get("pyramid", True)),
-                        aux=str(c.get("aux", "iuv")), init_features=c.get("init_features"),
-                        deconv_channels=int(c.get("deconv_channels", 256)),
-                        mesh_forward=str(c.get("mesh_forward", "downsampled")))
+        return PyMAFNet(build_backbone(c), self.body, n_levels=int(c["n_levels"]), feedback=str(c["feedback"]),
+                        pyramid=bool(c["pyramid"]), aux=str(c["aux"]), init_features=c["init_features"],
+                        deconv_channels=int(c["deconv_channels"]), mesh_forward=str(c["mesh_forward"]))
 
-    def compute_losses(self, batch: Mapping[str, Any], out: Mapping[str, Any]) -> dict[str, Tensor]:
-        terms = parametric_terms(self.decode, batch, out["iterations"],
-                                 openpose_weight=float(self.model_cfg.get("openpose_weight", 0.0)))
-        if "iuv" in out:
-            valid = batch["has_smpl"].bool()
-            with torch.no_grad():
-                gt = self.ground_truth_mesh(batch)
-                res = out["iuv"]["index"].shape[-1]
-                gt_iuv = render_gt_iuv(self.body, gt["vertices"], gt["joints_3d"], batch["keypoints_2d"][:, 25:],
-                                       self.img_res, res)
-            aux = iuv_losses(out["iuv"], gt_iuv, valid)
-            terms["iuv_index"] = aux["index"]
-            if "u" in aux:
-                terms["iuv_uv"] = aux["u"] + aux["v"]
-        return self.weighted(terms)
+    def build_loss(self) -> ModelLoss:
+        return PyMAFLoss(self.model_cfg, supervise="all")   # PyMAF's code supervises every level

@@ -306,8 +306,25 @@ class KeypointAP(Metric):
 
     def compute(self) -> dict[str, Tensor]:
         s = {name: self._cat(name) for name in self._STATES}
+        # The concatenation order depends on which rank saw what, and COCOeval breaks score ties by input
+        # order: put detections and ground truths in an order of their own values first, so that a row
+        # from several ranks equals the row of one process.
+        det = _canonical_order(s["det_image_ids"], -s["det_scores"], s["det_keypoints"])
+        gt = _canonical_order(s["gt_image_ids"], s["gt_keypoints"], s["gt_areas"], s["gt_boxes"])
+        s = {name: value[det if name.startswith("det_") else gt] for name, value in s.items()}
         return F.keypoint_ap(
             s["det_image_ids"], s["det_keypoints"], s["det_scores"],
             s["gt_image_ids"], s["gt_keypoints"], s["gt_areas"], s["gt_boxes"],
             s["gt_iscrowd"], s["gt_num_keypoints"], sigmas=self.sigmas, max_dets=self.max_dets,
         )
+
+
+def _canonical_order(*keys: Tensor) -> Tensor:
+    """(N,) the permutation sorting rows lexicographically by ``keys`` (each (N, ...), flattened per row;
+    the first key most significant)."""
+    columns = [k.detach().reshape(k.shape[0], -1).double().cpu() for k in keys]
+    table = torch.cat(columns, dim=1) if columns else torch.zeros(0, 0)
+    order = torch.arange(table.shape[0])
+    for c in reversed(range(table.shape[1])):   # least significant first, stable sorts
+        order = order[torch.sort(table[order, c], stable=True).indices]
+    return order.to(keys[0].device)

@@ -36,7 +36,7 @@ from torch import Tensor
 
 from body.camera import FOCAL_LENGTH, apply_affine, normalized_to_pixels, perspective_projection, \
     weak_perspective_to_translation
-from body.errors import UserError
+from runtime.errors import UserError
 
 IGNORE_LABEL: int = 255
 # protocol -> the row's columns, in the papers' order (3D columns get _np / _p suffixes for BiGraph).

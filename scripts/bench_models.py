@@ -2,7 +2,7 @@
 
 For hmr, pymaf and bigraph at full width (configs/model/*.yaml, the open body model): the module in eval
 mode, no gradients, on random 224 x 224 uint8 crops (and random detected 2D joints for BiGraph). "model" is
-image -> final prediction (``run_network`` + ``final_prediction``: mesh, joints, SMPL parameters, camera,
+image -> final prediction (``module(batch)`` + ``BodyDecoder.final``: mesh, joints, SMPL parameters, camera,
 i.e. what ``predict_step`` returns); "backbone" is the same module's ResNet-50 up to the pooled c5 feature
 (what every model runs first). Both are timed alternately in one loop, so the ratio model / backbone
 compares runs under the same machine load; medians over ``--repeats`` after 2 warm-ups, batch 1 and 32, on
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from lightning_modules.train import MODELS, model_class
+from lightning_modules.registry import MODELS, model_class
 
 IMG_RES = 224
 
@@ -72,7 +72,7 @@ def timed_functions(name: str, module, batch: dict) -> dict:
     backbone = module.net.backbone
     x = module.normalize(batch["img"])
     fns = {"backbone": lambda: backbone.forward_features(x)["c5"].mean(dim=(2, 3)),
-           "model": lambda: module.final_prediction(module.run_network(batch))}
+           "model": lambda: module.decoder.final(module(batch))}
     if name == "pymaf":
         net = module.net
         c5 = backbone.forward_features(x)["c5"]
@@ -85,9 +85,9 @@ def timed_functions(name: str, module, batch: dict) -> dict:
             features = net.point_features[level.module](maps[level.map_index], points)
             return net.regressors[level.module].step(features, theta)
 
-        estimate = net(x)["iterations"][-1]
+        estimate = net(x).iterations[-1]
         fns.update({"deconv_pyramid": lambda: net.deconv(c5), "feedback_level": feedback_level,
-                    "final_decode": lambda: module.decode(estimate)})
+                    "final_decode": lambda: module.decoder.decode(estimate)})
     return fns
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-# Anny bone -> SMPL joint (SPEC section 3). Every other bone takes the joint of its nearest mapped
+# Anny bone -> SMPL joint (the recipe: body/builder/build.py). Every other bone takes the joint of its nearest mapped
 # ancestor, except the explicit groups below (toes -> foot joints, fingers -> hand joints).
 SMPL_JOINT_BONES: dict[int, list[str]] = {
     0: ["root"],

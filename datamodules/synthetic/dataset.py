@@ -33,11 +33,11 @@ from typing import Callable, Iterator
 import torch
 
 from body.assets import load_asset_set
-from body.errors import UserError
 from datamodules.sample import Sample
 from datamodules.shards import write_shards
 from datamodules.synthetic.scene import SceneGenerator
 from datamodules.synthetic.sources import SPLITS, SourceSpec, scaled_count
+from runtime.errors import UserError
 
 FORMAT_NAME: str = "meshrec-synthetic"
 FORMAT_VERSION: int = 1
@@ -79,7 +79,7 @@ def generator_fingerprint() -> str:
     import hashlib
 
     root = Path(__file__).resolve().parent
-    files = sorted(p for p in root.glob("*.py") if p.name != "preview.py") + [
+    files = sorted(root.glob("*.py")) + [
         root.parent.parent / "body" / "poses.py", root.parent / "schema.py", root.parent / "sample.py",
         root.parent / "shards.py"]
     digest = hashlib.sha256()

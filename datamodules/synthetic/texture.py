@@ -78,9 +78,9 @@ def body_coordinates(model) -> BodyCoordinates:
     attrs = torch.stack([v[:, 0], v[:, 1], v[:, 2], (v - shoulder).norm(dim=1) / arm_len,
                          (v - hip).norm(dim=1) / leg_len, v[:, 1] / j[12, 1]], dim=1)
     faces = model.faces
-    ids = model.assets.vertex_ids
-    part24 = torch.as_tensor(model.assets.part24, dtype=torch.long)
-    lsp6 = torch.as_tensor(model.assets.part_lsp6, dtype=torch.long)
+    ids = model.vertex_ids
+    part24 = model.vertex_part24
+    lsp6 = model.vertex_part_lsp6
     return BodyCoordinates(
         attrs=attrs, face_part=vertex_labels_to_face_labels(part24, faces),
         face_lsp6=vertex_labels_to_face_labels(lsp6, faces), head=j[15], neck=j[12],

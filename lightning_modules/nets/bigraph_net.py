@@ -8,7 +8,7 @@
         S = SkeletonBlock(X_s),  M = MeshBlock(X_m),  (f_s, f_m) = FusionBlock(X_s, X_m; A_f)
         X_s <- S + f_s,  X_m <- M + f_m
     skeleton_joints = joint head(X_s);  vertices_coarse = vertex head(X_m);  cam = camera head(X_m)
-    vertices = U vertices_coarse (barycentric up-sampling to the full mesh)
+    vertices_np = U vertices_coarse (barycentric up-sampling to the full mesh)
     pose_rotmat, betas = SMPL regressor(vertices_coarse)
 Widths. 4.3.1: the mesh graph module "is identical to graph layers of GraphCMR", and eq. (3)'s linear layer
 reduces to d_0 ("the typical reduced dimension is 512"). GraphCMR's graph layers are exactly that:
@@ -53,6 +53,7 @@ from lightning_modules.nets.bigraph_parts import (
 )
 from lightning_modules.nets.graph import GraphResBlock, add_into, graph_matmul
 from lightning_modules.nets.smpl_regressor import ROTATIONS, SMPLParamRegressor
+from lightning_modules.prediction import Estimate, Prediction
 
 FUSION_LAYERS = ("all", "first", "last")
 RESNET50_CHANNELS = {"c2": 256, "c3": 512, "c4": 1024, "c5": 2048}
@@ -172,7 +173,7 @@ def _scipy_to_torch(m: sp.spmatrix) -> Tensor:
 @torch.no_grad()
 def bigraph_template(body_model, level: int = 1) -> BiGraphTemplate:
     """Read the reference body and graphs from a ``body.model.BodyModel`` (returned on CPU, float32)."""
-    hierarchy = body_model.hierarchy
+    hierarchy = body_model.mesh_hierarchy
     if not 0 <= level < hierarchy.num_levels:
         raise ValueError(f"mesh_level must be in [0, {hierarchy.num_levels}), got {level}")
     mean_pose = rot6d_to_rotmat(body_model.mean_pose.reshape(24, 6))               # on the model's device
@@ -292,27 +293,26 @@ class BiGraphNet(nn.Module):
             return self.skeleton_blocks[i](x_s)
         return self.mesh_blocks[i](x_s, self.skeleton_adjacency)
 
-    def forward(self, features: dict[str, Tensor], joints_2d: Tensor | None = None) -> dict[str, Tensor]:
+    def forward(self, features: dict[str, Tensor], joints_2d: Tensor | None = None) -> Prediction:
+        """features (``ResNet50.forward_features``) and joints_2d (B, 12, 2) normalised -> ``Prediction``
+        (module docstring): one estimate (SMPL regressor, camera head), ``vertices_np``, ``vertices_coarse``,
+        and where built ``skeleton_joints``, ``roi_boxes``, ``fusion_adjacency``."""
         cfg = self.config
         global_feature = features[cfg.global_stage].mean(dim=(2, 3))                 # (B, C_g)
-        out: dict[str, Tensor] = {}
         x_m = self.mesh_input(global_feature)                                        # (B, d_0, N_m)
         if self.mesh_reduce is not None:   # its skip layer on X_m^0's vertex and image terms (cheaper)
             skip = self.mesh_input.followed_by(self.mesh_reduce.skip, self.mesh_input.image_term(global_feature))
             x_m = self.mesh_reduce(x_m, shortcut=skip)                               # (B, C, N_m)
-        x_s = None
+        x_s = boxes = None
         if self.skeleton_input is not None:
             if joints_2d is None or joints_2d.shape[1:] != (12, 2):
                 raise ValueError(f"joints_2d must be (B, 12, 2), got "
                                  f"{None if joints_2d is None else tuple(joints_2d.shape)}")
             x_s, boxes = self.skeleton_input(features, global_feature, joints_2d)     # (B, d_0, 12)
             x_s = self.skeleton_reduction(x_s)                                       # (B, C, 12)
-            if boxes is not None:
-                out["roi_boxes"] = boxes
         a_jv = a_vj = None
         if self.fusion_adjacency is not None:
             a_jv, a_vj = self.fusion_adjacency()
-            out["fusion_adjacency"], out["fusion_adjacency_vertex_joint"] = a_jv, a_vj
         for i, mesh_block in enumerate(self.mesh_blocks):
             m = mesh_block(x_m)
             if x_s is not None:
@@ -324,10 +324,9 @@ class BiGraphNet(nn.Module):
             x_m = m
 
         coarse = self.vertex_head(x_m)                                               # (B, N_m, 3)
-        out["vertices_coarse"] = coarse
-        out["vertices"] = self.upsample(coarse)
-        out["cam"] = self.camera_head(x_m)
-        out["pose_rotmat"], out["betas"] = self.smpl_regressor(coarse.detach() if cfg.detach_smpl_input else coarse)
-        if x_s is not None:
-            out["skeleton_joints"] = self.joint_head(x_s)
-        return out
+        cam = self.camera_head(x_m)                                                  # (B, 3)
+        pose_rotmat, betas = self.smpl_regressor(coarse.detach() if cfg.detach_smpl_input else coarse)
+        return Prediction(iterations=[Estimate(pose_rotmat=pose_rotmat, betas=betas, cam=cam)],
+                          vertices_np=self.upsample(coarse), vertices_coarse=coarse,
+                          skeleton_joints=self.joint_head(x_s) if x_s is not None else None, roi_boxes=boxes,
+                          fusion_adjacency=(a_jv, a_vj) if a_jv is not None else None)

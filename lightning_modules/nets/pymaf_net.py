@@ -25,15 +25,15 @@ Ablation switches (the paper's Tables 4-6):
   n_levels      T (1..3 with pyramid; any positive number of iterations without).
 
 Mesh vertices for the feedback (``mesh_forward``): "downsampled" skins the 431 vertices directly
-(``DownsampledBody``; equal to the full forward + down-sampling to <= 4e-7 m, the paper's suggested speed-up);
+(``BodyModel.downsampled_skinning``, ``body/skinning.py``; equal to the full forward + down-sampling to <= 4e-7 m
+in float32 and to rounding in float64, the paper's suggested speed-up);
 "full" runs the body model on the whole mesh and down-samples, as PyMAF's code does. Either way the last
 level's estimate needs no mesh here: the LightningModule runs the full body model on every estimate.
 
-``forward(image (B, 3, H, W))`` returns
-    {"iterations": [estimate] * T (last = final), "initial": estimate of Theta_0,
-     "sampled_points": [(B, N_t, 2) normalised points, or None for global feedback] * T,
-     "iuv": IUVHead output at 56 x 56 (only in training mode and with aux != "none")}
-with each estimate {"pose_6d" (B, 144), "pose_rotmat" (B, 24, 3, 3), "betas" (B, 10), "cam" (B, 3)}.
+``forward(image (B, 3, H, W))`` returns a ``Prediction`` (``lightning_modules.prediction``) with
+    iterations      [estimate] * T (last = final);  initial: the estimate of Theta_0,
+    sampled_points  [(B, N_t, 2) normalised points, or None for global feedback] * T,
+    iuv             IUVHead output at 56 x 56 (only in training mode and with aux != "none").
 """
 from __future__ import annotations
 
@@ -46,12 +46,12 @@ from torch import Tensor, nn
 
 from body.camera import project_to_normalized_crop
 from body.rotations import rot6d_to_rotmat
-from lightning_modules.nets.downsampled_body import DownsampledBody
 from lightning_modules.nets.iuv_head import IUVHead
 from lightning_modules.nets.mesh_aligned import GRID_SIZE, MLP_DIMS, PointFeatures, grid_points
 from lightning_modules.nets.regressor import (
     IterativeRegressor, mean_theta_from_body, split_theta, theta_to_estimate,
 )
+from lightning_modules.prediction import Prediction
 
 FEEDBACKS = ("mesh_aligned", "grid", "global")
 AUX = ("iuv", "part_seg", "none")
@@ -197,10 +197,10 @@ class PyMAFNet(nn.Module):
         self.mesh_body = self.body_model = None
         if feedback == "mesh_aligned":
             if mesh_forward == "downsampled":
-                self.mesh_body = DownsampledBody(body_model, MESH_LEVEL)
+                self.mesh_body = body_model.downsampled_skinning(MESH_LEVEL)
             else:
                 self.body_model = body_model
-        n_mesh_points = body_model.hierarchy.num_vertices[MESH_LEVEL]
+        n_mesh_points = body_model.mesh_hierarchy.num_vertices[MESH_LEVEL]
 
         mean_theta = mean_theta_from_body(body_model)
         n_modules = n_levels if pyramid else 1
@@ -230,12 +230,12 @@ class PyMAFNet(nn.Module):
             vertices = self.mesh_body(betas, rotmat)
         elif self.body_model is not None:
             full = self.body_model(betas, rotmat[:, 1:], rotmat[:, :1]).vertices
-            vertices = self.body_model.hierarchy.downsample(full, 0, MESH_LEVEL)
+            vertices = self.body_model.mesh_hierarchy.downsample(full, 0, MESH_LEVEL)
         else:
             raise RuntimeError("mesh points need feedback='mesh_aligned'")
         return project_to_normalized_crop(vertices, cam)
 
-    def forward(self, image: Tensor) -> dict:
+    def forward(self, image: Tensor) -> Prediction:
         b = image.shape[0]
         c5 = self.backbone.forward_features(image)["c5"]
         with_aux = self.training and self.iuv_head is not None
@@ -243,7 +243,7 @@ class PyMAFNet(nn.Module):
         pooled = c5.mean(dim=(2, 3)) if self.feedback == "global" else None
 
         theta = self.regressors[0].initial_theta(b)
-        out = {"initial": theta_to_estimate(theta), "iterations": [], "sampled_points": []}
+        initial, iterations, sampled = theta_to_estimate(theta), [], []
         for level in self.plan:
             theta_in = theta.detach()  # each level's estimate feeds the next without gradient
             if level.sampling == "global":
@@ -252,8 +252,7 @@ class PyMAFNet(nn.Module):
                 points = self.grid.expand(b, -1, -1) if level.sampling == "grid" else self.mesh_points(theta_in)
                 features = self.point_features[level.module](maps[level.map_index], points)
             theta = self.regressors[level.module].step(features, theta_in)
-            out["iterations"].append(theta_to_estimate(theta))
-            out["sampled_points"].append(points)
-        if with_aux:
-            out["iuv"] = self.iuv_head(maps[-1])
-        return out
+            iterations.append(theta_to_estimate(theta))
+            sampled.append(points)
+        return Prediction(iterations=iterations, initial=initial, sampled_points=sampled,
+                          iuv=self.iuv_head(maps[-1]) if with_aux else None)

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from body.rotations import rot6d_to_rotmat
+from lightning_modules.prediction import Estimate, Prediction
 
 NUM_JOINTS = 24
 POSE_DIM = NUM_JOINTS * 6  # 144
@@ -44,18 +45,12 @@ def join_theta(pose_6d: Tensor, betas: Tensor, cam: Tensor) -> Tensor:
     return torch.cat([pose_6d, betas, cam], dim=-1)
 
 
-def theta_to_estimate(theta: Tensor) -> dict[str, Tensor]:
-    """The network output contract for one iteration.
-
-    Args:
-        theta: (B, 157).
-    Returns:
-        {"pose_6d": (B, 144), "pose_rotmat": (B, 24, 3, 3) by Gram-Schmidt, "betas": (B, 10),
-         "cam": (B, 3) weak-perspective (s, tx, ty)}.
-    """
+def theta_to_estimate(theta: Tensor) -> Estimate:
+    """(B, 157) -> its ``Estimate``: pose_6d (B, 144), pose_rotmat (B, 24, 3, 3) by Gram-Schmidt, betas
+    (B, 10), cam (B, 3) weak-perspective (s, tx, ty)."""
     pose_6d, betas, cam = split_theta(theta)
     rotmat = rot6d_to_rotmat(pose_6d.reshape(-1, NUM_JOINTS, 6))
-    return {"pose_6d": pose_6d, "pose_rotmat": rotmat, "betas": betas, "cam": cam}
+    return Estimate(pose_rotmat=rotmat, betas=betas, cam=cam, pose_6d=pose_6d)
 
 
 def mean_theta_from_body(body_model: nn.Module) -> Tensor:
@@ -146,8 +141,8 @@ class HMRNet(nn.Module):
         body_model: the ``BodyModel`` whose mean parameters start the regression.
         n_iter: IEF iterations (3).
 
-    ``forward(image (B, 3, H, W))`` -> {"iterations": [estimate] * n_iter, "initial": estimate of Theta_0},
-    each estimate as ``theta_to_estimate`` returns it.
+    ``forward(image (B, 3, H, W))`` -> ``Prediction`` with ``iterations`` (n_iter estimates) and ``initial``
+    (Theta_0).
     """
 
     def __init__(self, backbone: nn.Module, body_model: nn.Module, n_iter: int = 3) -> None:
@@ -155,8 +150,8 @@ class HMRNet(nn.Module):
         self.backbone = backbone
         self.regressor = IterativeRegressor(backbone.feature_dim, n_iter, mean_theta_from_body(body_model))
 
-    def forward(self, image: Tensor) -> dict:
+    def forward(self, image: Tensor) -> Prediction:
         features = self.backbone.pooled(image)
         thetas = self.regressor(features)
-        return {"iterations": [theta_to_estimate(t) for t in thetas],
-                "initial": theta_to_estimate(self.regressor.initial_theta(image.shape[0]))}
+        return Prediction(iterations=[theta_to_estimate(t) for t in thetas],
+                          initial=theta_to_estimate(self.regressor.initial_theta(image.shape[0])))

@@ -26,7 +26,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from body.errors import UserError
+from runtime.errors import UserError
 
 IMAGENET_URL = "https://download.pytorch.org/models/resnet50-0676ba61.pth"
 EXPANSION = 4  # bottleneck output channels = EXPANSION * planes

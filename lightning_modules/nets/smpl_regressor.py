@@ -5,7 +5,7 @@ mesh").
     x = [predicted vertices, template embedding] per vertex, flattened          (B, N * 6)
     FC(N * 6 -> H) - BN - ReLU,  2 x residual FC blocks (FC-BN-ReLU-FC-BN, + x, ReLU),  FC(H -> 24 k + 10)
 with H = 1024 (GraphCMR). The 24 rotations are projected onto SO(3) by one of
-- "6d" (default, the suite's convention, SPEC section 2): k = 6 numbers per joint, Gram-Schmidt over the two
+- "6d" (default, the suite's convention, README "Conventions"): k = 6 numbers per joint, Gram-Schmidt over the two
   columns (``body.rotations.rot6d_to_rotmat``, roma);
 - "svd" (GraphCMR's): k = 9, the closest rotation in Frobenius norm (SVD with the determinant fixed to +1,
   ``roma.special_procrustes``).

@@ -3,7 +3,7 @@
 Units: 3D inputs are in METRES, 3D errors are returned in MILLIMETRES (the tables' unit).
 The ``Metric`` classes in ``metrics.classes`` only accumulate what these functions return.
 
-Protocols (SPEC section 7), with the facts they follow from the public SPIN / PyMAF ``eval.py``:
+Protocols (README, "Evaluation"), with the facts they follow from the public SPIN / PyMAF ``eval.py``:
 
 - MPJPE / PA-MPJPE (H36M P1/P2, 3DPW): 17 joints from the H36M regressor, the 14 LSP joints taken
   with ``H36M_TO_LSP14``, minus the root. The published code subtracts the regressor's *pelvis*

@@ -13,9 +13,9 @@ import torch
 
 import body.assets as body_assets
 from body.assets import BodyAssetError, load_asset_set
-from body.errors import UserError
 from body.export import export_asset_set
 from body.model import BodyModel
+from runtime.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SMPL_URL = "https://smpl.is.tue.mpg.de"
@@ -108,7 +108,7 @@ def _cli_env():
 
 
 def test_cli_user_error_is_one_line_and_exit_code_2(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "body.export", "--asset-set", "smpl", "--out", str(tmp_path / "out")],
+    r = subprocess.run([sys.executable, "-m", "cli.export_body", "--asset-set", "smpl", "--out", str(tmp_path / "out")],
                        cwd=REPO_ROOT, env=_cli_env(), capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, (r.returncode, r.stderr)
     lines = r.stderr.splitlines()
@@ -119,7 +119,7 @@ def test_cli_user_error_is_one_line_and_exit_code_2(tmp_path):
 
 
 def test_cli_exports_the_open_model(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "body.export", "--asset-set", "open", "--out", str(tmp_path)],
+    r = subprocess.run([sys.executable, "-m", "cli.export_body", "--asset-set", "open", "--out", str(tmp_path)],
                        cwd=REPO_ROOT, env=_cli_env(), capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     names = {"SMPL_NEUTRAL.pkl", "mesh_downsampling.npz", "J_regressor_extra.npy", "J_regressor_h36m.npy",

@@ -115,7 +115,7 @@ def test_adjacency_is_symmetric_binary_and_matches_faces(assets):
 
 def test_torch_helpers_match_the_sparse_matrices(model, assets):
     g = torch.Generator().manual_seed(0)
-    h = model.hierarchy
+    h = model.mesh_hierarchy
     x = torch.randn(2, EXPECTED_LEVELS[0], 4, generator=g, dtype=torch.float64)
     x0 = x[0].numpy()
     d = assets.hierarchy.down
@@ -145,7 +145,7 @@ def test_down_up_sampling_of_posed_bodies_is_accurate(model, level):
     pose = torch.randn(b, 72, generator=g) * 0.3
     with torch.no_grad():
         v = model(betas, pose[:, 3:], pose[:, :3]).vertices
-        back = model.hierarchy.upsample(model.hierarchy.downsample(v, 0, level), level, 0)
+        back = model.mesh_hierarchy.upsample(model.mesh_hierarchy.downsample(v, 0, level), level, 0)
     err = (back - v).norm(dim=-1) * 1000.0
     mean, p95, worst = err.mean().item(), err.quantile(0.95).item(), err.max().item()
     msg = f"0->{level}->0 error: mean {mean:.2f} mm, 95th percentile {p95:.2f} mm, max {worst:.2f} mm"

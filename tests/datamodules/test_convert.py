@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from body.errors import UserError
 from body.model import BodyModel
 from datamodules.convert.datasets import DATASET_NAMES, DATASETS
 from datamodules.sample import person_crop_affine, safe_key
 from datamodules.shards import read_shard
+from runtime.errors import UserError
 from tests.datamodules.spin_fixtures import (CROP, H36M17_TO_J24_BY_HAND, J24_TO_BIGRAPH12_BY_HAND,
                                              OPENPOSE25_TO_BIGRAPH12_BY_HAND, blob_source, brightness_centroid,
                                              expected_crop_xy, make_spin_file, run, shard_paths)
@@ -148,7 +148,7 @@ def test_missing_and_unreadable_images_are_skipped_counted_and_reported(tmp_path
     d = make_spin_file(tmp_path, "mpii", n=5)
     (tmp_path / "images" / str(d["imgname"][1])).unlink()
     (tmp_path / "images" / str(d["imgname"][3])).write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
-    from datamodules.convert.cli import main
+    from cli.convert import main
 
     report = main(["mpii", "--npz", str(tmp_path / "mpii.npz"), "--images", str(tmp_path / "images"),
                    "--out", str(tmp_path / "out"), "--crop-size", "64", "--shard-size", "2"])
@@ -196,7 +196,7 @@ def test_wrong_dataset_says_what_is_missing(tmp_path):
 
 def test_cli_user_error_is_one_line_with_exit_status_2(tmp_path):
     make_spin_file(tmp_path, "h36m", n=1, s_factor=1000.0)
-    proc = subprocess.run([sys.executable, "-m", "datamodules.convert", "h36m", "--npz", str(tmp_path / "h36m.npz"),
+    proc = subprocess.run([sys.executable, "-m", "cli.convert", "h36m", "--npz", str(tmp_path / "h36m.npz"),
                            "--images", str(tmp_path / "images"), "--out", str(tmp_path / "out")],
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 2

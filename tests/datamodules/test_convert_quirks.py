@@ -6,7 +6,6 @@ import pytest
 from PIL import Image
 
 from body.assets import BodyAssetError
-from body.errors import UserError
 from body.joints import BIGRAPH12_JOINT_NAMES, OPENPOSE25_JOINT_NAMES, SPIN24_GT_JOINT_NAMES
 from body.parts import LSP6_PART_NAMES
 from datamodules.convert.crop import crop_image, crop_labels
@@ -16,6 +15,7 @@ from datamodules.convert.masks import map_part_labels, read_label_png
 from datamodules.convert.spin_npz import SpinNpz, normalise_gender
 from datamodules.convert.datasets import DATASETS
 from datamodules.sample import person_crop_affine
+from runtime.errors import UserError
 from tests.datamodules.spin_fixtures import (CROP, H36M17_TO_J24_BY_HAND, J24_TO_BIGRAPH12_BY_HAND,
                                              OPENPOSE25_TO_BIGRAPH12_BY_HAND, make_spin_file, part_label_image,
                                              run, save_image)

@@ -14,10 +14,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from body.errors import UserError
 from datamodules.mixed import MixedDataModule
 from datamodules.sample import Sample, person_crop_affine
 from datamodules.shards import write_shards
+from runtime.errors import UserError
 
 WEIGHTS = {"h36m": 0.3, "up3d": 0.2, "lsp": 0.1, "coco": 0.2, "mpii": 0.2}
 
@@ -199,6 +199,28 @@ def test_training_carries_on_over_faults_and_counts_each_once(tmp_path):
     assert dm.skipped.count == 4, dm.skipped.summary()
 
 
+def _parent_pid(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2:].split()[1])
+
+
+@pytest.mark.parametrize("start", ["forkserver", "fork"])
+def test_workers_start_from_the_forkserver_not_as_forks(data_root, start):
+    """By default loader workers are children of the forkserver (they share none of the trainer's heap);
+    ``worker_start: fork`` makes them the trainer's own forks; both deliver the same samples."""
+    dm = MixedDataModule(data_cfg(data_root, num_workers=2, worker_start=start), rank=0, world_size=1)
+    iterator = torch.utils.data.DataLoader.__iter__(dm.val_dataloader()[0])   # the worker pool itself
+    keys = list(next(iterator)["key"])
+    parents = {_parent_pid(w.pid) for w in iterator._workers}
+    keys += [k for b in iterator for k in b["key"]]
+    assert sorted(keys) == [f"3dpw_{i:05d}" for i in range(23)]
+    if start == "fork":
+        assert parents == {os.getpid()}
+    else:
+        assert len(parents) == 1 and os.getpid() not in parents
+        assert "forkserver" in Path(f"/proc/{parents.pop()}/cmdline").read_text()
+
+
 def test_config_errors_name_the_problem(tmp_path):
     with pytest.raises(UserError, match="no shards match.*make data"):
         MixedDataModule(data_cfg(tmp_path)).train_dataloader()
@@ -208,5 +230,7 @@ def test_config_errors_name_the_problem(tmp_path):
         MixedDataModule({"train": {"sources": {"h36m": {"shards": "x", "weight": 0}}}})
     with pytest.raises(UserError, match="augment.*flip_prob"):
         MixedDataModule({"augment": {"flip_prob": 2}})
+    with pytest.raises(UserError, match="worker_start 'thread': valid choices are forkserver, spawn, fork"):
+        MixedDataModule({"worker_start": "thread"})
     with pytest.raises(UserError, match="unknown evaluation set 'x'"):
         MixedDataModule(data_cfg(tmp_path)).eval_stream("x")

@@ -17,11 +17,11 @@ import webdataset as wds
 from PIL import Image
 
 from body.camera import crop_affine, invert_affine
-from body.errors import UserError
 from datamodules import shards
 from datamodules.shards import (CorruptSampleError, Sample, SkipCounter, decode_or_skip, decode_sample,
                                 encode_sample, pack_array, person_crop_affine, read_shard, safe_key,
                                 unpack_array, validate, write_shards)
+from runtime.errors import UserError
 
 
 def smooth_image(h: int, w: int, phase: float = 0.0) -> np.ndarray:

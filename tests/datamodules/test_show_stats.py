@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from body.camera import normalized_to_pixels
+from cli.show_data import data_grid, mesh_layer, source_batch
 from datamodules.mixed import MixedDataModule
 from datamodules.shards import write_shards
-from datamodules.show import data_grid, mesh_layer, source_batch
 from datamodules.stats import draw_stats
 
 from .conftest import camera_sample

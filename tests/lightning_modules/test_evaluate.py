@@ -13,21 +13,30 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from body.errors import UserError
-from lightning_modules import evaluate
-from lightning_modules.evaluation import CocoAnnotations, ProtocolEvaluator
-from lightning_modules.hmr import HMRModule
-from lightning_modules.train import model_class
+from cli import evaluate
+from lightning_modules.decoding import BodyDecoder
+from lightning_modules.evaluation import CocoAnnotations, ProtocolMetrics, metric_values, stable_image_id
+from lightning_modules.prediction import Estimate, Prediction
+from lightning_modules.registry import model_class
+from body.model import BodyModel
+from body.rotations import axis_angle_to_rotmat
+from runtime.errors import UserError
 
 RES = 224
 
 
-class OracleModule(HMRModule):
-    """Predicts the batch's ground truth; ``shift_px`` moves every 2D prediction right by that many input pixels."""
+class OracleDecoder(BodyDecoder):
+    """Decodes every prediction into the ground truth of the batch it last saw (``see``); ``shift_px`` moves
+    every 2D prediction right by that many input pixels. Its 3D meshes are the body model on the ground-truth
+    parameters (the prediction :func:`oracle_prediction` makes)."""
 
     shift_px = 0.0
 
-    def run_network(self, batch):
+    def see(self, batch):
+        self.batch = batch
+
+    def final(self, prediction):
+        batch = self.batch
         gt = self.ground_truth_mesh(batch)
         transl = (batch["vertices"] - gt["vertices"]).mean(1, keepdim=True)       # camera = body + transl
         f, p = batch["focal_length"][:, None], batch["principal_point"][:, None]   # (B, 1, 2) input px
@@ -41,14 +50,14 @@ class OracleModule(HMRModule):
         kp = gt["keypoints49_3d"] + transl
         kp_norm = 2.0 * (f * kp[..., :2] / kp[..., 2:] + p) / RES - 1.0
         cam = torch.tensor([1e6, 0.0, 0.0]).expand(len(f), 3)
-        pred = {"vertices": to_crop_camera(batch["vertices"]), "keypoints_2d": kp_norm, "cam": cam}
-        return {"oracle": pred, "body_vertices": gt["vertices"], "iterations": []}
+        return {"vertices": to_crop_camera(batch["vertices"]), "keypoints_2d": kp_norm, "cam": cam}
 
-    def final_prediction(self, out):
-        return out["oracle"]
 
-    def evaluated_meshes(self, out):
-        return {"": out["body_vertices"]}
+def oracle_prediction(batch) -> Prediction:
+    """One estimate: the ground-truth pose and shape."""
+    rotmat = axis_angle_to_rotmat(batch["pose"].reshape(-1, 24, 3))
+    return Prediction(iterations=[Estimate(pose_rotmat=rotmat, betas=batch["betas"],
+                                           cam=torch.tensor([1.0, 0.0, 0.0]).expand(len(rotmat), 3))])
 
 
 def tiny_hmr_config() -> dict:
@@ -58,66 +67,71 @@ def tiny_hmr_config() -> dict:
 
 
 @pytest.fixture(scope="module")
-def oracle():
-    return OracleModule(model=tiny_hmr_config()).eval()
+def body():
+    return BodyModel.from_config("open", "neutral", None)
 
 
-def run_set(module, dm, name, protocol, coco=None):
-    evaluator = ProtocolEvaluator(module, protocol, coco)
+def oracle(body, shift_px: float = 0.0) -> OracleDecoder:
+    decoder = OracleDecoder(body, RES)
+    decoder.shift_px = shift_px
+    return decoder
+
+
+def run_set(decoder, dm, name, protocol, coco=None) -> dict:
+    metrics = ProtocolMetrics(decoder, protocol, coco)
     with torch.no_grad():
         for batch in dm.eval_dataloader(name):
-            evaluator.update(batch, module.run_network(batch))
-    return evaluator
+            decoder.see(batch)
+            metrics.update(batch, oracle_prediction(batch))
+    return metrics
 
 
-def test_oracle_has_zero_3d_errors(oracle, tiny_data_module):
+def test_oracle_has_zero_3d_errors(body, tiny_data_module):
     for name, protocol in (("3dpw", "3dpw"), ("h36m", "h36m"), ("up3d", "up3d")):
-        ev = run_set(oracle, tiny_data_module, name, protocol)
-        row = ev.row()["columns"]
-        assert ev.evaluated == ev.samples > 0
+        full = run_set(oracle(body), tiny_data_module, name, protocol).row()
+        row = full["columns"]
+        assert full["evaluated"] == full["samples"] > 0
         assert list(row) == {"3dpw": ["pve", "mpjpe", "pa_mpjpe"], "h36m": ["mpjpe", "pa_mpjpe"],
                              "up3d": ["mpve"]}[protocol]
         assert all(v is not None and 0.0 <= v < 1e-2 for v in row.values()), row
 
 
-def test_oracle_lsp_masks_match_the_original_resolution_annotation(oracle, tiny_data_module):
-    good = run_set(oracle, tiny_data_module, "lsp", "lsp")
-    row = good.row()["columns"]
-    assert good.evaluated == good.samples > 0
+def test_oracle_lsp_masks_match_the_original_resolution_annotation(body, tiny_data_module):
+    good = run_set(oracle(body), tiny_data_module, "lsp", "lsp").row()
+    row = good["columns"]
+    assert good["evaluated"] == good["samples"] > 0
     assert row["fb_acc"] > 0.995 and row["parts_acc"] > 0.99, row
     assert row["fb_f1"] > 0.98 and row["parts_f1"] > 0.9, row
-    shifted = OracleModule(model=tiny_hmr_config()).eval()
-    shifted.shift_px = 8.0
-    bad = run_set(shifted, tiny_data_module, "lsp", "lsp").row()["columns"]
+    bad = run_set(oracle(body, 8.0), tiny_data_module, "lsp", "lsp").row()["columns"]
     assert bad["fb_f1"] < row["fb_f1"] - 0.05 and bad["parts_f1"] < row["parts_f1"] - 0.1, (row, bad)
 
 
-def test_oracle_coco_ap_is_one_and_a_shift_lowers_it(oracle, tiny_data_module):
-    row = run_set(oracle, tiny_data_module, "coco", "coco").row()["columns"]
+def test_oracle_coco_ap_is_one_and_a_shift_lowers_it(body, tiny_data_module):
+    row = run_set(oracle(body), tiny_data_module, "coco", "coco").row()["columns"]
     assert row["ap"] == pytest.approx(1.0) and row["ap50"] == pytest.approx(1.0)
-    shifted = OracleModule(model=tiny_hmr_config()).eval()
-    shifted.shift_px = 12.0
-    bad = run_set(shifted, tiny_data_module, "coco", "coco").row()["columns"]
+    bad = run_set(oracle(body, 12.0), tiny_data_module, "coco", "coco").row()["columns"]
     assert bad["ap"] < 0.9, bad
 
 
-def test_coco_official_annotations_path_equals_the_samples_path(oracle, tiny_data_module, tmp_path):
+def test_coco_official_annotations_path_equals_the_samples_path(body, tiny_data_module, tmp_path):
     """The same ground truth written as a COCO annotation file (plus a crowd region and a person without
     keypoints, which COCOeval ignores) gives the same AP as the ground truth read from the samples."""
-    shifted = OracleModule(model=tiny_hmr_config()).eval()
-    shifted.shift_px = 3.0
+    shifted = oracle(body, 3.0)
     from_samples = run_set(shifted, tiny_data_module, "coco", "coco")
     ap = from_samples.metrics["coco"]
+    names = {i or k for batch in tiny_data_module.eval_dataloader("coco")
+             for i, k in zip(batch.get("image_id", batch["key"]), batch["key"])}
     images, annotations = [], []
-    for name, image_id in from_samples.coco_images.items():
-        images.append({"id": 1000 + image_id, "file_name": f"val/{name}"})
-        sel = [i for i, g in enumerate(torch.cat(ap.gt_image_ids).tolist()) if g == image_id]
+    for file_id, name in enumerate(sorted(names), start=1000):   # the file's ids are COCO's, not ours
+        images.append({"id": file_id, "file_name": f"val/{name}"})
+        sel = [i for i, g in enumerate(torch.cat(ap.gt_image_ids).tolist()) if g == stable_image_id(name)]
+        assert sel
         for i in sel:
             kp, box = torch.cat(ap.gt_keypoints)[i], torch.cat(ap.gt_boxes)[i]
-            annotations.append({"image_id": 1000 + image_id, "category_id": 1, "keypoints": kp.reshape(-1).tolist(),
+            annotations.append({"image_id": file_id, "category_id": 1, "keypoints": kp.reshape(-1).tolist(),
                                 "area": float(torch.cat(ap.gt_areas)[i]), "bbox": box.tolist(), "iscrowd": 0,
                                 "num_keypoints": int((kp[:, 2] > 0).sum())})
-        annotations.append({"image_id": 1000 + image_id, "category_id": 1, "keypoints": [0] * 51, "area": 10.0,
+        annotations.append({"image_id": file_id, "category_id": 1, "keypoints": [0] * 51, "area": 10.0,
                             "bbox": [0, 0, 3, 3], "iscrowd": 1, "num_keypoints": 0})
     path = tmp_path / "person_keypoints.json"
     path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": [{"id": 1}]}))
@@ -126,35 +140,54 @@ def test_coco_official_annotations_path_equals_the_samples_path(oracle, tiny_dat
     assert from_file.row()["columns"] == from_samples.row()["columns"]
 
 
-def test_evaluator_3d_row_equals_the_validation_metrics(tiny_data_module):
-    torch.manual_seed(0)
-    model = model_class("hmr")(model=tiny_hmr_config(), eval_sets=["3dpw"]).eval()
-    ev = ProtocolEvaluator(model, "3dpw")
-    with torch.no_grad():
-        for batch in tiny_data_module.eval_dataloader("3dpw"):
-            out = model.run_network(batch)
-            ev.update(batch, out)
-            model.update_val_metrics(batch, out, model.val_metrics[0])
-    row = ev.row()
-    for key in ("pve", "mpjpe", "pa_mpjpe"):
-        assert row["columns"][key] == pytest.approx(float(model.val_metrics[0][key].compute()), abs=1e-3)
-    per_it = row["per_iteration"]["mpjpe"]
-    # M0 = the mean-parameter start, then HMR's 3 IEF iterations, the last being the final estimate;
-    # validation logs the iterations only
-    assert len(per_it) == 4 and per_it[-1] == pytest.approx(row["columns"]["mpjpe"], abs=1e-3)
-    assert per_it[1:] == pytest.approx(model.val_metrics[0]["per_iteration"].compute().tolist(), abs=1e-3)
-    assert row["columns"]["mpjpe"] > 10.0   # an untrained network is far off
+def test_per_iteration_rows_start_at_the_mean_parameters(tiny_data_module):
+    """HMR's row has M0 .. M3: M0 is the mean-parameter start, the same for any weights; M3 is the final
+    estimate, so it equals the row's MPJPE."""
+    rows = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = model_class("hmr")(model=tiny_hmr_config(), eval_sets=["3dpw"]).eval()
+        with torch.no_grad():
+            for batch in tiny_data_module.eval_dataloader("3dpw"):
+                model.evaluators[0].update(batch, model(batch))
+        rows.append(model.evaluators[0].row())
+    for row in rows:
+        per_it = row["per_iteration"]["mpjpe"]
+        assert list(per_it) == ["M0", "M1", "M2", "M3"]
+        assert per_it["M3"] == pytest.approx(row["columns"]["mpjpe"], abs=1e-3)
+        assert row["columns"]["mpjpe"] > 10.0   # an untrained network is far off
+    assert rows[0]["per_iteration"]["mpjpe"]["M0"] == rows[1]["per_iteration"]["mpjpe"]["M0"]
+    assert rows[0]["per_iteration"]["mpjpe"]["M1"] != rows[1]["per_iteration"]["mpjpe"]["M1"]
 
 
 @pytest.fixture(scope="module")
-def trained_checkpoint(tiny_data_module, tmp_path_factory):
-    """make train's own entry point, one step of a reduced-width PyMAF, on the tiny data."""
-    from lightning_modules import train
+def trained_run(tiny_data_module, tmp_path_factory):
+    """make train's own entry point, one step of a reduced-width PyMAF, on the tiny data (whose evaluation
+    sets are one batch each, so its validation sees every sample)."""
+    from cli import train
     out = tmp_path_factory.mktemp("runs")
-    summary = train.main(["model=pymaf", "model.backbone.width=8", f"data.root={tiny_data_module.root}",
-                          "data.batch_size=4", "data.eval_batch_size=4", "data.num_workers=0", "trainer.max_epochs=1",
-                          "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", f"out_dir={out}"])
-    return summary["last_checkpoint"]
+    return train.main(["model=pymaf", "model.backbone.width=8", f"data.root={tiny_data_module.root}",
+                       "data.batch_size=4", "data.eval_batch_size=4", "data.num_workers=0", "trainer.max_epochs=1",
+                       "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", f"out_dir={out}"])
+
+
+@pytest.fixture(scope="module")
+def trained_checkpoint(trained_run):
+    return trained_run["last_checkpoint"]
+
+
+def test_make_eval_equals_the_validation_of_make_train(trained_run, tiny_data_module, tmp_path):
+    """One checkpoint, one data set: the metrics make train's last validation logged and the ones make eval
+    writes have the same keys (every set, PyMAF's M0..M3) and the same values."""
+    summary = evaluate.main([f"ckpt={trained_run['last_checkpoint']}", f"data.root={tiny_data_module.root}",
+                             "data.eval_batch_size=4", "data.num_workers=0", f"out={tmp_path / 'eval.json'}"])
+    from_eval = {f"val/{name}/{key}": value for name, row in summary["sets"].items()
+                 for key, value in row["metrics"].items()}
+    from_training = trained_run["validation"]
+    assert set(from_eval) == set(from_training)
+    assert {k.split("/")[1] for k in from_eval} == {"3dpw", "h36m", "up3d", "lsp", "coco"}
+    assert {"val/3dpw/mpjpe_M0", "val/3dpw/pa_mpjpe_M3", "val/lsp/parts_f1", "val/coco/ap"} <= set(from_eval)
+    assert from_eval == pytest.approx(from_training, abs=1e-4)
 
 
 def test_make_eval_writes_every_papers_row(trained_checkpoint, tiny_data_module, tmp_path, capsys):
@@ -166,14 +199,16 @@ def test_make_eval_writes_every_papers_row(trained_checkpoint, tiny_data_module,
     assert list(sets) == ["3dpw", "h36m", "up3d", "lsp", "coco"] and summary["model"] == "pymaf"
     assert list(sets["lsp"]["columns"]) == ["fb_acc", "fb_f1", "parts_acc", "parts_f1"]
     assert list(sets["coco"]["columns"]) == ["ap", "ap50", "ap75", "apm", "apl"]
-    for name in ("3dpw", "h36m", "up3d"):
-        assert len(sets[name]["per_iteration"]["mpjpe"]) == 4          # PyMAF's Table 6: M0 (mean) .. M3
-        assert len(sets[name]["per_iteration"]["pa_mpjpe"]) == 4
+    for name in ("3dpw", "h36m", "up3d"):   # PyMAF's Table 6: M0 (mean) .. M3
+        assert list(sets[name]["per_iteration"]["mpjpe"]) == ["M0", "M1", "M2", "M3"]
+        assert list(sets[name]["per_iteration"]["pa_mpjpe"]) == ["M0", "M1", "M2", "M3"]
     for result in sets.values():
-        assert result["evaluated"] == result["samples"] > 0 and result["skipped"] == 0
+        assert result["evaluated"] == result["samples"] > 0
         assert all(v is not None for v in result["columns"].values())
+        assert result["metrics"] == metric_values(result)
+    assert summary["skipped_samples"] == 0 and summary["processes"] == 1
     printed = capsys.readouterr().out
-    assert "3dpw [3dpw, 1/1 samples]: pve " in printed and "mpjpe per iteration:" in printed
+    assert "3dpw [3dpw, 1/1 samples]: pve " in printed and "mpjpe per iteration: M0 " in printed
 
 
 def test_make_eval_errors_are_one_line(trained_checkpoint, tiny_data_module, tmp_path):
@@ -183,7 +218,7 @@ def test_make_eval_errors_are_one_line(trained_checkpoint, tiny_data_module, tmp
         ([f"ckpt={trained_checkpoint}", "model=bigraph", root], "holds a 'pymaf' model, not 'bigraph'"),
         ([f"ckpt={trained_checkpoint}", "sets=3dpw,mpii", root], "unknown evaluation set(s) mpii"),
         ([f"ckpt={trained_checkpoint}", "protocol=pck", root], "valid choices are 3dpw, h36m"),
-        ([f"ckpt={trained_checkpoint}", "device=tpu", root], "valid choices are auto, cpu, cuda"),
+        ([f"ckpt={trained_checkpoint}", "device=cpu", root], "unknown config key 'device'"),
         ([root], "ckpt=<path> is required"),
     ]
     for argv, message in cases:

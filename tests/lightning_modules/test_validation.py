@@ -6,7 +6,7 @@ import torch
 from omegaconf import OmegaConf
 
 from body.joints import J24_PELVIS, J24_TO_LSP14
-from lightning_modules.train import model_class
+from lightning_modules.registry import model_class
 from metrics.functional import mpjpe, pa_mpjpe
 
 
@@ -18,12 +18,13 @@ def hmr_and_batch(tiny_data_module):
     model_cfg = OmegaConf.to_container(OmegaConf.load("configs/model/hmr.yaml"))
     model_cfg["backbone"]["width"] = 8
     torch.manual_seed(0)
-    model = model_class("hmr")(model=model_cfg, optim=model_cfg["optim"], eval_sets=["a", "b"]).eval()
+    model = model_class("hmr")(model=model_cfg, optim=model_cfg["optim"], eval_sets=["3dpw", "h36m"]).eval()
     return model, batch
 
 
-def computed(metrics) -> dict[str, float]:
-    return {k: float(m.compute()) for k, m in metrics.items() if m.update_called and k != "per_iteration"}
+def computed(evaluator) -> dict[str, float]:
+    """The row's columns that have a value (the per-iteration errors left out)."""
+    return {k: v for k, v in evaluator.row()["columns"].items() if v is not None}
 
 
 def test_joints_only_ground_truth_gives_the_mesh_protocol_values(hmr_and_batch):
@@ -31,9 +32,9 @@ def test_joints_only_ground_truth_gives_the_mesh_protocol_values(hmr_and_batch):
     joints must give the same MPJPE / PA-MPJPE as the mesh path, and no PVE."""
     model, batch = hmr_and_batch
     with torch.no_grad():
-        out = model.run_network(batch)
-        model.update_val_metrics(batch, out, model.val_metrics[0])
-        h36m = model.body.h36m17(model.ground_truth_mesh(batch)["vertices"])
+        out = model(batch)
+        model.evaluators[0].update(batch, out)
+        h36m = model.body.h36m17(model.decoder.ground_truth_mesh(batch)["vertices"])
         lsp = h36m[:, [6, 5, 4, 1, 2, 3, 16, 15, 14, 11, 12, 13, 8, 10]]   # H36M -> LSP-14, written out here
         joints_only = dict(batch)
         j = torch.zeros_like(batch["joints_3d"])
@@ -42,21 +43,20 @@ def test_joints_only_ground_truth_gives_the_mesh_protocol_values(hmr_and_batch):
         j[:, J24_TO_LSP14 + [J24_PELVIS], 3] = 1.0
         joints_only.update(joints_3d=j, has_smpl=torch.zeros_like(batch["has_smpl"]),
                            has_3d=torch.ones_like(batch["has_3d"]))
-        model.update_val_metrics(joints_only, out, model.val_metrics[1])
+        model.evaluators[1].update(joints_only, out)
         # independent: pelvis-centred LSP-14 of the prediction's H36M joints vs the same of the ground truth
-        pred_h36m = model.body.h36m17(model.final_prediction(out)["vertices"])
+        pred_h36m = model.body.h36m17(model.decoder.final(out)["vertices"])
         pred = pred_h36m[:, [6, 5, 4, 1, 2, 3, 16, 15, 14, 11, 12, 13, 8, 10]] - pred_h36m[:, :1]
         target = lsp - h36m[:, :1]
-    mesh_path, joints_path = computed(model.val_metrics[0]), computed(model.val_metrics[1])
+    mesh_path, joints_path = computed(model.evaluators[0]), computed(model.evaluators[1])
     assert set(mesh_path) == {"mpjpe", "pa_mpjpe", "pve"} and set(joints_path) == {"mpjpe", "pa_mpjpe"}
     for key in ("mpjpe", "pa_mpjpe"):
         assert joints_path[key] == pytest.approx(mesh_path[key], rel=1e-5), key
     assert mesh_path["mpjpe"] == pytest.approx(float(mpjpe(pred, target).mean()), rel=1e-5)
     assert mesh_path["pa_mpjpe"] == pytest.approx(float(pa_mpjpe(pred, target).mean()), rel=1e-5)
     assert 10.0 < mesh_path["pa_mpjpe"] < mesh_path["mpjpe"]   # an untrained net: far off, millimetres
-    for metrics in model.val_metrics:
-        for m in metrics.values():
-            m.reset()
+    for evaluator in model.evaluators:
+        evaluator.reset()
 
 
 def test_samples_without_3d_ground_truth_or_with_missing_joints_are_skipped(hmr_and_batch):
@@ -66,5 +66,8 @@ def test_samples_without_3d_ground_truth_or_with_missing_joints_are_skipped(hmr_
     j[:, J24_PELVIS, 3] = 0.0                      # no pelvis: cannot be centred as the protocol says
     partial.update(joints_3d=j, has_smpl=torch.zeros_like(batch["has_smpl"]))
     with torch.no_grad():
-        assert model.update_val_metrics(partial, model.run_network(batch), model.val_metrics[0]) is None
-    assert not any(m.update_called for m in model.val_metrics[0].values())
+        model.evaluators[0].update(partial, model(batch))
+    row = model.evaluators[0].row()
+    assert row["samples"] == batch["img"].shape[0] and row["evaluated"] == 0
+    assert all(v is None for v in row["columns"].values()) and "per_iteration" not in row
+    model.evaluators[0].reset()

@@ -152,7 +152,7 @@ def test_keypoint_ap_equals_cocoeval(seed):
 
 
 def test_keypoint_ap_scores_all_one_protocol():
-    """SPEC's COCO protocol: one detection per person, score 1, so every ranking tie is broken by order."""
+    """The COCO protocol (README, "Evaluation"): one detection per person, score 1, so every ranking tie is broken by order."""
     gt, dets = make_coco_set(11, all_scores_one=True)
     expected, _ = coco_eval(gt, dets)
     np.testing.assert_allclose(as_array(F.keypoint_ap(**to_tensors(gt, dets))), expected, rtol=0, atol=1e-6)
@@ -239,3 +239,26 @@ def test_keypoint_ap_metric_validates():
     with pytest.raises(ValueError, match="NaN"):
         metric.update(z(1, dtype=torch.long), torch.full((1, K, 2), float("nan")), z(1),
                       z(0, dtype=torch.long), z(0, K, 3), z(0), z(0, 4))
+
+
+def test_metric_does_not_depend_on_the_order_ranks_deliver_detections_in():
+    """Several ranks concatenate their detections in rank order, and COCOeval breaks score ties by input
+    order: with the COCO protocol's scores (all 1) the functional's AP changes when one image's detections
+    come in another order; the metric orders them by their own values first, so any delivery order (a
+    stand-in for any split over ranks) gives one result."""
+    gt, dets = make_coco_set(11, all_scores_one=True)
+    t = to_tensors(gt, dets)
+    reversed_dets = {k: v.flip(0) if k.startswith("det_") else v for k, v in t.items()}
+    assert not np.allclose(as_array(F.keypoint_ap(**t)), as_array(F.keypoint_ap(**reversed_dets)), rtol=0, atol=1e-6)
+    results = []
+    for seed in range(4):
+        perm_d = torch.randperm(len(t["det_scores"]), generator=torch.Generator().manual_seed(seed))
+        perm_g = torch.randperm(len(t["gt_areas"]), generator=torch.Generator().manual_seed(100 + seed))
+        metric = KeypointAP()
+        for half, g in zip(perm_d.chunk(2), perm_g.chunk(2)):   # two "ranks", each with half of each
+            metric.update(t["det_image_ids"][half], t["det_keypoints"][half], t["det_scores"][half],
+                          t["gt_image_ids"][g], t["gt_keypoints"][g], t["gt_areas"][g], t["gt_boxes"][g],
+                          t["gt_iscrowd"][g], t["gt_num_keypoints"][g])
+        results.append(as_array(metric.compute()))
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from body.camera import crop_affine, invert_affine, perspective_projection, pixels_to_normalized
-from body.errors import UserError
 from body.joints import J24_TO_COCO17
 from metrics.protocols import (IGNORE_LABEL, PROTOCOL_COLUMNS, coco_ground_truth_keypoints, foreground_of,
                                input_box_in_image, keypoints_in_image, protocol_of_set, vertices_in_image)
+from runtime.errors import UserError
 
 RES = 224
 

@@ -102,7 +102,14 @@ def translation_from_2d(kp3: np.ndarray, sample) -> np.ndarray:
 def test_2d_only_sources_match_their_hidden_ground_truth(tiny_samples, scene_generator, body_model):
     for name in ("lsp", "coco", "mpii"):
         spec = TRAIN_SOURCES[name]
-        people = scene_generator.people(0, spec, [0, 1])
+        # The generator renders with one thread (datamodules/synthetic/dataset.py): torch's kernels may
+        # round the last bit differently on two threads.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            people = scene_generator.people(0, spec, [0, 1])
+        finally:
+            torch.set_num_threads(threads)
         for (person, _), stored in zip(people, tiny_samples[("train", name)][:2]):
             # The same sample, rendered in another batch (2 instead of 10): identical values.
             np.testing.assert_array_equal(stored.camera["focal_length"], person.focal)

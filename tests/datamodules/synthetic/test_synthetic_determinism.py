@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from body.cli import run_cli
-from body.errors import UserError
+from cli.make_data import main
 from datamodules.shards import iter_shard_members
 from datamodules.synthetic import dataset
-from datamodules.synthetic.__main__ import main
 from datamodules.synthetic.dataset import generate
+from runtime.cli import run_cli
+from runtime.errors import UserError
 
 
 def files(root: Path) -> dict[str, bytes]:
@@ -104,7 +104,8 @@ def test_refuses_to_replace_a_foreign_folder(tmp_path):
 def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch, argv, message):
     monkeypatch.delenv("SMPL_DIR", raising=False)
     with pytest.raises(SystemExit) as exc:
-        run_cli(lambda: main(["--out", str(tmp_path / "d"), "--workers", "1", *argv]))
+        # apply_allocator=False: the allocator policy would re-execute the test runner itself
+        run_cli(lambda: main(["--out", str(tmp_path / "d"), "--workers", "1", *argv]), apply_allocator=False)
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1

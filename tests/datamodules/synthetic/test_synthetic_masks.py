@@ -22,7 +22,7 @@ def render(vertices: np.ndarray, sample, model) -> tuple[np.ndarray, np.ndarray]
     v = torch.from_numpy(vertices)[None]
     xy = torch.from_numpy(f).float() * v[..., :2] / v[..., 2:] + torch.from_numpy(c).float()
     frags = rasterize(torch.cat([xy, v[..., 2:]], -1), model.faces, sample.mask.shape)
-    lsp = torch.as_tensor(model.assets.part_lsp6, dtype=torch.long)
+    lsp = model.vertex_part_lsp6
     labels = face_labels_map(frags, vertex_labels_to_face_labels(lsp, model.faces))[0].numpy()
     return labels, frags.zbuf[0].numpy()
 
@@ -47,7 +47,7 @@ def test_masks_equal_the_rendering_of_the_part_labels(tiny_samples, scene_genera
 def test_visible_vertices_land_on_their_part(tiny_samples, scene_generator, body_model):
     """The mask label under a projected vertex that is not occluded (its depth is the z-buffer's) and
     faces the camera is the vertex's own part label, in most cases (part borders excepted)."""
-    lsp = body_model.assets.part_lsp6
+    lsp = body_model.vertex_part_lsp6.numpy()
     agree = total = 0
     for sample, vertices in masked_samples(tiny_samples, scene_generator):
         _, zbuf = render(vertices, sample, body_model)

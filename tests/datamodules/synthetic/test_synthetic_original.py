@@ -22,7 +22,7 @@ def render_original(sample, model) -> np.ndarray:
     xy = f * v[..., :2] / v[..., 2:3] + c
     width, height = (int(x) for x in sample.image_size)
     frags = rasterize(torch.cat([xy, v[..., 2:3]], -1), model.faces, (height, width))
-    lsp = torch.as_tensor(model.assets.part_lsp6, dtype=torch.long)
+    lsp = model.vertex_part_lsp6
     return face_labels_map(frags, vertex_labels_to_face_labels(lsp, model.faces))[0].to(torch.uint8).numpy()
 
 

@@ -44,7 +44,7 @@ def test_spin_boxes_centre_the_person_unless_truncated():
 
 def test_clothing_regions_follow_the_parts(scene_generator):
     coords = scene_generator.coords
-    part = torch.as_tensor(scene_generator.model.assets.part24)
+    part = scene_generator.model.vertex_part24
     look = sample_appearance(np.random.default_rng(3))
     red, blue, green = np.array([1.0, 0, 0]), np.array([0, 0, 1.0]), np.array([0, 1.0, 0])
     plain = dict(pattern="plain", colour_b=np.zeros(3))

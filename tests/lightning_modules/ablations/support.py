@@ -12,7 +12,7 @@ import torch
 from omegaconf import OmegaConf
 
 from configs.loader import ablation_rows, compose
-from lightning_modules.train import model_class
+from lightning_modules.registry import model_class
 
 ROWS = ablation_rows()
 ROW_NAMES = list(ROWS)
@@ -59,7 +59,7 @@ def hooks(*handles):
 def run_eval(module, batch):
     module.eval()
     with torch.no_grad():
-        return module.run_network(batch)
+        return module(batch)
 
 
 def max_diff(a, b) -> float:

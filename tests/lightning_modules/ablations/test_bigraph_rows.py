@@ -15,11 +15,10 @@ from body.joints import BIGRAPH12_JOINT_NAMES, SPIN24_GT_JOINT_NAMES
 from tests.lightning_modules.ablations.support import (BIGRAPH_ROWS, FULL_BIGRAPH, build, hooks, max_diff, n_params,
                                                        run_eval)
 
-ALL_OUTPUTS = {"vertices", "vertices_coarse", "cam", "pose_rotmat", "betas", "iterations", "skeleton_joints",
-               "roi_boxes", "fusion_adjacency", "fusion_adjacency_vertex_joint"}
+ALL_OUTPUTS = {"iterations", "vertices_np", "vertices_coarse", "skeleton_joints", "roi_boxes", "fusion_adjacency"}
 ALL_TERMS = {"vertices", "mesh_joints_3d", "keypoints_2d", "pose", "betas", "skeleton_2d", "skeleton_3d"}
 SKELETON_OUTPUTS = {"skeleton_joints", "roi_boxes"}
-ADJACENCY = {"fusion_adjacency", "fusion_adjacency_vertex_joint"}
+ADJACENCY = {"fusion_adjacency"}
 # outputs missing, loss terms missing, fusion blocks, whether the mesh depends on the RoI joints
 BIGRAPH_EXPECTED = {
     "bigraph_t4_a_mesh_only": (SKELETON_OUTPUTS | ADJACENCY, {"skeleton_2d", "skeleton_3d"}, [], False),
@@ -57,19 +56,21 @@ def test_bigraph_outputs_terms_and_joint_dependence(data, name):
     graph = module.net.graph
     assert sorted(graph.fusion_blocks) == fusion_blocks
     out = run_eval(module, batch)
-    assert set(out) == ALL_OUTPUTS - missing
+    assert out.present() == ALL_OUTPUTS - missing
     with torch.no_grad():
-        terms = module.compute_losses(batch, out)
+        terms = module.criterion(batch, out, module.decoder)
     assert set(terms) == ALL_TERMS - missing_terms
     assert all(torch.isfinite(v) for v in terms.values())
     moved = run_eval(module, perturbed_joints(batch))
-    for key in ("vertices", "cam", "pose_rotmat", "betas"):   # bit-identical unless the mesh reads the joints
-        assert torch.equal(moved[key], out[key]) != mesh_sees_joints, key
+    moved_tensors, out_tensors = moved.named_tensors(), out.named_tensors()
+    for key in ("vertices_np", "iterations.0.cam", "iterations.0.pose_rotmat", "iterations.0.betas"):
+        # bit-identical unless the mesh reads the joints
+        assert torch.equal(moved_tensors[key], out_tensors[key]) != mesh_sees_joints, key
     if mesh_sees_joints:
-        assert max_diff(moved["vertices"], out["vertices"]) > 1e-5   # row B's is the smallest: ~1e-4 m
-    if "skeleton_joints" in out:
+        assert max_diff(moved.vertices_np, out.vertices_np) > 1e-5   # row B's is the smallest: ~1e-4 m
+    if out.skeleton_joints is not None:
         # float32 noise is ~1e-7 m; row B (joints only as positions) moves least: ~6e-5 m at the test width
-        assert max_diff(moved["skeleton_joints"], out["skeleton_joints"]) > 1e-5
+        assert max_diff(moved.skeleton_joints, out.skeleton_joints) > 1e-5
 
 
 def test_bigraph_mesh_only_row_is_graphcmr_like(data):
@@ -96,11 +97,11 @@ def test_bigraph_no_fusion_mesh_ignores_the_skeleton_branch(data):
             for p in [*graph.skeleton_input.parameters(), *graph.skeleton_blocks.parameters()]:
                 p.add_(0.1 * torch.randn_like(p))
         changed = run_eval(module, batch)
-        assert max_diff(changed["skeleton_joints"], out["skeleton_joints"]) > 1e-4
+        assert max_diff(changed.skeleton_joints, out.skeleton_joints) > 1e-4
         if independent:
-            assert torch.equal(changed["vertices"], out["vertices"])
+            assert torch.equal(changed.vertices_np, out.vertices_np)
         else:
-            assert max_diff(changed["vertices"], out["vertices"]) > 1e-6
+            assert max_diff(changed.vertices_np, out.vertices_np) > 1e-6
 
 
 def test_bigraph_joints_read_global_or_localised_image_features(data):
@@ -126,18 +127,18 @@ def test_bigraph_joints_read_global_or_localised_image_features(data):
             assert graph.skeleton_input.localized
             assert max_diff(image_part, image_part[..., :1]) > 1e-4
             assert max_diff(moved_image_part, image_part) > 1e-4
-            boxes = out["roi_boxes"]
+            boxes = out.roi_boxes
             centres = torch.stack([(boxes[..., 0] + boxes[..., 2]) / 2, (boxes[..., 1] + boxes[..., 3]) / 2], -1)
             torch.testing.assert_close(centres, (joints + 1.0) * 112.0, rtol=0, atol=1e-4)
         else:
-            assert not graph.skeleton_input.localized and "roi_boxes" not in out
+            assert not graph.skeleton_input.localized and out.roi_boxes is None
             with torch.no_grad():
                 c5 = module.net.backbone.forward_features(module.normalize(batch["img"]))["c5"]
             torch.testing.assert_close(image_part, c5.mean(dim=(2, 3))[..., None].expand_as(image_part),
                                        rtol=1e-5, atol=1e-6)
             assert torch.equal(moved_image_part, image_part)
             assert graph.skeleton_input.linear.in_channels == 2 + c5.shape[1]
-            assert max_diff(moved["skeleton_joints"], out["skeleton_joints"]) > 1e-5   # the positions still count
+            assert max_diff(moved.skeleton_joints, out.skeleton_joints) > 1e-5   # the positions still count
 
 
 def independent_pooled_message(block, x_m: torch.Tensor, mode: str, n_joints: int) -> torch.Tensor:
@@ -168,7 +169,7 @@ def test_bigraph_fusion_messages(data, name):
     with hooks(*handles):
         out = run_eval(module, batch)
     assert [c[0] for c in calls] == BIGRAPH_EXPECTED[name][2]
-    assert (graph.fusion_adjacency is None) == (mode != "graph") and (ADJACENCY <= set(out)) == (mode == "graph")
+    assert (graph.fusion_adjacency is None) == (mode != "graph") and (ADJACENCY <= out.present()) == (mode == "graph")
     for block_name, (x_s, x_m, a_jv, a_vj), (f_s, f_m) in calls:
         if mode == "graph":
             assert a_jv is not None and max_diff(f_s, f_s[..., :1]) > 1e-6
@@ -203,11 +204,11 @@ def test_bigraph_shared_weights_skeleton_runs_the_mesh_blocks(data):
         with torch.no_grad():
             last.lin2.W.mul_(-3.0)
         changed = run_eval(module, batch)
-        assert max_diff(changed["vertices"], out["vertices"]) > 1e-6
+        assert max_diff(changed.vertices_np, out.vertices_np) > 1e-6
         if module is shared:
-            assert max_diff(changed["skeleton_joints"], out["skeleton_joints"]) > 1e-5
+            assert max_diff(changed.skeleton_joints, out.skeleton_joints) > 1e-5
         else:
-            assert torch.equal(changed["skeleton_joints"], out["skeleton_joints"])
+            assert torch.equal(changed.skeleton_joints, out.skeleton_joints)
 
 
 def test_bigraph_skeleton_3d_loss_focal_or_l1(data):
@@ -216,17 +217,17 @@ def test_bigraph_skeleton_3d_loss_focal_or_l1(data):
     here; every other term is the same."""
     dm, batch, _ = data
     focal, l1 = build(FULL_BIGRAPH, dm.eval_names), build("bigraph_t5_no_focal_loss", dm.eval_names)
-    assert focal.skeleton_3d_loss == "focal" and l1.skeleton_3d_loss == "l1"
+    assert focal.criterion.cfg["skeleton_3d_loss"] == "focal" and l1.criterion.cfg["skeleton_3d_loss"] == "l1"
     batch = dict(batch, joints_3d=batch["joints_3d"].clone())
     wrist = SPIN24_GT_JOINT_NAMES.index("left_wrist")
     batch["joints_3d"][0, wrist] = torch.tensor([9.0, 9.0, 9.0, 0.0])   # a missing joint: must not count
     out = run_eval(focal, batch)
     with torch.no_grad():
-        terms_focal, terms_l1 = focal.compute_losses(batch, out), l1.compute_losses(batch, out)
+        terms_focal, terms_l1 = focal.criterion(batch, out, focal.decoder), l1.criterion(batch, out, l1.decoder)
 
     index = [SPIN24_GT_JOINT_NAMES.index(n) for n in BIGRAPH12_JOINT_NAMES]
     hips = [BIGRAPH12_JOINT_NAMES.index("left_hip"), BIGRAPH12_JOINT_NAMES.index("right_hip")]
-    pred, gt = out["skeleton_joints"], batch["joints_3d"][:, index]
+    pred, gt = out.skeleton_joints, batch["joints_3d"][:, index]
     pred = pred - pred[:, hips].mean(1, keepdim=True)
     target = gt[..., :3] - gt[:, hips, :3].mean(1, keepdim=True)
     valid = batch["has_3d"][:, None] & (gt[..., 3] > 0)

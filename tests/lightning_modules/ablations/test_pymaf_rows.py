@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from body.camera import project_to_normalized_crop
 from lightning_modules.pymaf import render_gt_iuv
+from lightning_modules.prediction import Prediction
 from tests.lightning_modules.ablations.support import (N_LEVELS, PYMAF_ROWS, build, build_from, hooks, max_diff,
                                                        run_eval)
 
@@ -49,9 +50,9 @@ def independent_grid(b: int) -> torch.Tensor:
 
 def independent_mesh_points(module, estimate) -> torch.Tensor:
     """Full body-model mesh of an estimate, down-sampled twice (431 vertices), projected by its camera."""
-    rot = estimate["pose_rotmat"]
-    vertices = module.body(betas=estimate["betas"], body_pose=rot[:, 1:], global_orient=rot[:, :1]).vertices
-    return project_to_normalized_crop(module.body.hierarchy.downsample(vertices, 0, 2), estimate["cam"])
+    rot = estimate.pose_rotmat
+    vertices = module.body(betas=estimate.betas, body_pose=rot[:, 1:], global_orient=rot[:, :1]).vertices
+    return project_to_normalized_crop(module.body.mesh_hierarchy.downsample(vertices, 0, 2), estimate.cam)
 
 
 @pytest.mark.parametrize("name", PYMAF_ROWS)
@@ -76,9 +77,9 @@ def test_pymaf_levels_sample_what_the_row_says(data, name):
     assert calls == modules
     assert sides_read == ([] if sides is None else sides)
     b = batch["img"].shape[0]
-    assert len(out["iterations"]) == len(out["sampled_points"]) == N_LEVELS
-    previous = [out["initial"]] + out["iterations"][:-1]
-    for t, (kind, points) in enumerate(zip(sampling, out["sampled_points"])):
+    assert len(out.iterations) == len(out.sampled_points) == N_LEVELS
+    previous = [out.initial] + out.iterations[:-1]
+    for t, (kind, points) in enumerate(zip(sampling, out.sampled_points)):
         if kind == "global":
             assert points is None
         elif kind == "grid":
@@ -108,19 +109,19 @@ def test_pymaf_global_feedback_regresses_from_the_pooled_c5_feature(data):
         pooled = c5.mean(dim=(2, 3))
         reg = net.regressors[0]
         theta = reg.mean_theta.expand(pooled.shape[0], -1)
-        for estimate in out["iterations"]:
+        for estimate in out.iterations:
             hidden = reg.fc2(reg.fc1(torch.cat([pooled, theta], dim=-1)))    # eval: dropout is the identity
             theta = theta + torch.cat([reg.decpose(hidden), reg.decshape(hidden), reg.deccam(hidden)], dim=-1)
-            torch.testing.assert_close(torch.cat([estimate["pose_6d"], estimate["betas"], estimate["cam"]], -1),
+            torch.testing.assert_close(torch.cat([estimate.pose_6d, estimate.betas, estimate.cam], -1),
                                        theta, rtol=1e-5, atol=1e-6)
     # The hmr model with these weights computes the same estimates.
     hmr = build_from(["model=hmr"], dm.eval_names)
     state = {k.replace("net.regressors.0.", "net.regressor."): v for k, v in module.state_dict().items()}
     hmr.load_state_dict(state)
     hmr_out = run_eval(hmr, batch)
-    for ours, theirs in zip(out["iterations"], hmr_out["iterations"]):
+    for ours, theirs in zip(out.iterations, hmr_out.iterations):
         for key in ("pose_6d", "betas", "cam"):
-            torch.testing.assert_close(ours[key], theirs[key], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(getattr(ours, key), getattr(theirs, key), rtol=1e-5, atol=1e-6)
 
 
 def test_pymaf_grid_feedback_reads_the_feature_pyramid(data):
@@ -132,8 +133,8 @@ def test_pymaf_grid_feedback_reads_the_feature_pyramid(data):
     with torch.no_grad():
         module.net.deconv.blocks[-1][0].weight.mul_(1.5)
     changed = run_eval(module, batch)
-    assert max_diff(changed["iterations"][-1]["pose_6d"], out["iterations"][-1]["pose_6d"]) > 1e-6
-    assert all(torch.equal(a, b) for a, b in zip(changed["sampled_points"], out["sampled_points"]))
+    assert max_diff(changed.iterations[-1].pose_6d, out.iterations[-1].pose_6d) > 1e-6
+    assert all(torch.equal(a, b) for a, b in zip(changed.sampled_points, out.sampled_points))
 
 
 @pytest.mark.parametrize("name", ["pymaf_t4_global", "pymaf_t4_grid", "pymaf_t4_mesh_aligned"])
@@ -142,18 +143,18 @@ def test_pymaf_non_pyramidal_rows_supervise_every_iteration(data, name):
     dm, batch, _ = data
     module = build(name, dm.eval_names)
     out = run_eval(module, batch)
-    its = out["iterations"]
-    assert max_diff(its[1]["pose_6d"], its[0]["pose_6d"]) > 0 and max_diff(its[2]["pose_6d"], its[1]["pose_6d"]) > 0
+    its = out.iterations
+    assert max_diff(its[1].pose_6d, its[0].pose_6d) > 0 and max_diff(its[2].pose_6d, its[1].pose_6d) > 0
     with torch.no_grad():
-        terms = module.compute_losses(batch, out)
-        per_level = [module.compute_losses(batch, {"iterations": [e]}) for e in its]
+        terms = module.criterion(batch, out, module.decoder)
+        per_level = [module.criterion(batch, Prediction(iterations=[e]), module.decoder) for e in its]
     assert set(terms) == PARAMETRIC_TERMS
     for key in PARAMETRIC_TERMS:
         torch.testing.assert_close(terms[key], sum(level[key] for level in per_level), rtol=1e-5, atol=0)
     assert not torch.allclose(terms["keypoints_2d"], per_level[-1]["keypoints_2d"])
     # The weights are PyMAF's (configs/model/pymaf.yaml): 300 on the 2D keypoints of each level.
     with torch.no_grad():
-        kp = [module.decode(e)["keypoints_2d"] for e in its]
+        kp = [module.decoder.decode(e)["keypoints_2d"] for e in its]
     gt = batch["keypoints_2d"]
     conf = gt[..., 2:].clone()
     conf[:, :25] = 0.0   # openpose_weight 0
@@ -166,7 +167,7 @@ def independent_iuv_terms(module, batch, iuv: dict) -> dict:
     part index, and smooth-L1 (sum over foreground pixels / samples) of U and V at the true part."""
     valid = batch["has_smpl"].bool()
     with torch.no_grad():
-        gt_mesh = module.ground_truth_mesh(batch)
+        gt_mesh = module.decoder.ground_truth_mesh(batch)
         gt = render_gt_iuv(module.body, gt_mesh["vertices"], gt_mesh["joints_3d"], batch["keypoints_2d"][:, 25:],
                            224, iuv["index"].shape[-1])[valid]
     index = gt[:, 0].round().long()
@@ -191,17 +192,17 @@ def test_pymaf_aux_supervision(data, name):
     keys, aux_terms = PYMAF_AUX[name]
     module = build(name, dm.eval_names).train()
     torch.manual_seed(0)
-    out = module.run_network(batch)
-    terms = module.compute_losses(batch, out)
+    out = module(batch)
+    terms = module.criterion(batch, out, module.decoder)
     assert set(terms) == PARAMETRIC_TERMS | aux_terms
     if keys is None:
-        assert "iuv" not in out and module.net.iuv_head is None
+        assert out.iuv is None and module.net.iuv_head is None
         assert not any(n.startswith("net.iuv_head") for n, _ in module.named_parameters())
     else:
-        assert set(out["iuv"]) == keys
-        for key, value in independent_iuv_terms(module, batch, out["iuv"]).items():
+        assert set(out.iuv) == keys
+        for key, value in independent_iuv_terms(module, batch, out.iuv).items():
             torch.testing.assert_close(terms[key], value, rtol=1e-4, atol=1e-6)
-    assert "iuv" not in run_eval(module, batch)
+    assert run_eval(module, batch).iuv is None
 
 
 def test_pymaf_aux_supervision_trains_the_shared_56_map(data):
@@ -215,7 +216,7 @@ def test_pymaf_aux_supervision_trains_the_shared_56_map(data):
     grads, terms = [], []
     for module in (with_aux, without):
         torch.manual_seed(0)   # the same dropout masks
-        t = module.compute_losses(batch, module.run_network(batch))
+        t = module.criterion(batch, module(batch), module.decoder)
         torch.stack(list(t.values())).sum().backward()
         grads.append(module.net.deconv.blocks[-1][0].weight.grad.clone())
         terms.append(t)

@@ -9,14 +9,17 @@ validated. What each switch changes observably is checked in ``test_pymaf_rows.p
 """
 from __future__ import annotations
 
+import math
+
 import pytest
 import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 
-from body.errors import UserError
 from configs.loader import compose
-from lightning_modules.train import MODELS, model_class
+from lightning_modules.evaluation import metric_values
+from lightning_modules.registry import MODELS, model_class
+from runtime.errors import UserError
 from tests.lightning_modules.ablations.support import (BIGRAPH_ROWS, FULL_BIGRAPH, N_LEVELS, PYMAF_ROWS, ROW_NAMES,
                                                        ROWS, build, build_from)
 
@@ -125,16 +128,18 @@ def test_row_builds_trains_one_step_and_validates(data, name):
     assert [n for n, p in trainable.items() if torch.equal(p, before[n])] == []
     assert all(torch.isfinite(p).all() for p in trainable.values())
 
-    # Validation with the module's metrics on the first evaluation set.
+    # Validation with the module's metrics on the first evaluation set (3DPW's protocol).
     module.eval()
-    metrics = module.val_metrics[0]
+    evaluator = module.evaluators[0]
+    assert evaluator.protocol == "3dpw"
     with torch.no_grad():
-        out = module.run_network(val_batch)
-        assert module.update_val_metrics(val_batch, out, metrics) is not None
-    values = {k: m.compute() for k, m in metrics.items() if m.update_called}
-    expected = {"mpjpe", "pa_mpjpe", "pve"} | ({"per_iteration"} if ROWS[name]["model"] == "pymaf" else {"pve_smpl"})
+        evaluator.update(val_batch, module(val_batch))
+    values = metric_values(evaluator.row())
+    meshes = ["_np", "_p"] if ROWS[name]["model"] == "bigraph" else [""]
+    expected = {f"{metric}{suffix}" for metric in ("mpjpe", "pa_mpjpe", "pve") for suffix in meshes}
+    if ROWS[name]["model"] == "pymaf":   # PyMAF's Table 6: M0 (the mean-parameter start) and one per level
+        expected |= {f"{metric}_M{t}" for metric in ("mpjpe", "pa_mpjpe") for t in range(N_LEVELS + 1)}
     assert set(values) == expected
-    assert all(torch.isfinite(v).all() and (v > 0).all() for v in values.values())
-    if "per_iteration" in values:  # PyMAF's Table 6: one MPJPE per level
-        assert values["per_iteration"].shape == (N_LEVELS,)
-        assert not torch.equal(values["per_iteration"][0], values["per_iteration"][-1])
+    assert all(math.isfinite(v) and v > 0 for v in values.values())
+    if ROWS[name]["model"] == "pymaf":
+        assert values["mpjpe_M0"] != values[f"mpjpe_M{N_LEVELS}"]

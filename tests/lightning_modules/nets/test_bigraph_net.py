@@ -33,9 +33,9 @@ def make_inputs(batch: int = 2, seed: int = 0, channels=SMALL_CHANNELS, requires
     return feats, joints
 
 
-def total(out: dict) -> torch.Tensor:
+def total(out) -> torch.Tensor:
     """A loss touching every differentiable output."""
-    return sum(v.float().pow(2).mean() for v in out.values() if v.requires_grad)
+    return sum(v.float().pow(2).mean() for v in out.named_tensors().values() if v.requires_grad)
 
 
 def grads_of(module) -> dict[str, bool]:
@@ -77,13 +77,13 @@ def test_output_shapes(body_model):
     net = BiGraphNet(small_config(), body_model)
     feats, joints = make_inputs(3)
     out = net(feats, joints)
-    shapes = {k: tuple(v.shape) for k, v in out.items()}
+    shapes = {k: tuple(v.shape) for k, v in out.named_tensors().items()}
     assert shapes == {
-        "vertices": (3, 6890, 3), "vertices_coarse": (3, 1723, 3), "cam": (3, 3),
-        "pose_rotmat": (3, 24, 3, 3), "betas": (3, 10), "skeleton_joints": (3, 12, 3),
-        "roi_boxes": (3, 12, 4), "fusion_adjacency": (12, 1723), "fusion_adjacency_vertex_joint": (1723, 12),
+        "vertices_np": (3, 6890, 3), "vertices_coarse": (3, 1723, 3), "iterations.0.cam": (3, 3),
+        "iterations.0.pose_rotmat": (3, 24, 3, 3), "iterations.0.betas": (3, 10), "skeleton_joints": (3, 12, 3),
+        "roi_boxes": (3, 12, 4), "fusion_adjacency.0": (12, 1723), "fusion_adjacency.1": (1723, 12),
     }
-    r = out["pose_rotmat"]
+    r = out.final.pose_rotmat
     torch.testing.assert_close(r @ r.transpose(-1, -2), torch.eye(3).expand_as(r), rtol=0, atol=1e-5)
     torch.testing.assert_close(torch.linalg.det(r), torch.ones(3, 24), rtol=0, atol=1e-5)
 
@@ -100,17 +100,17 @@ def test_zero_heads_give_the_template(body_model):
     with torch.no_grad():
         pose = rot6d_to_rotmat(body_model.mean_pose.reshape(24, 6))
         body = body_model(body_model.mean_shape[None], pose[None, 1:], pose[None, :1])
-    coarse = body_model.hierarchy.downsample(body.vertices, 0, 1)
-    torch.testing.assert_close(out["vertices_coarse"], coarse.expand(2, -1, -1), rtol=0, atol=1e-6)
-    torch.testing.assert_close(out["vertices"], body_model.hierarchy.upsample(coarse, 1, 0).expand(2, -1, -1),
+    coarse = body_model.mesh_hierarchy.downsample(body.vertices, 0, 1)
+    torch.testing.assert_close(out.vertices_coarse, coarse.expand(2, -1, -1), rtol=0, atol=1e-6)
+    torch.testing.assert_close(out.vertices_np, body_model.mesh_hierarchy.upsample(coarse, 1, 0).expand(2, -1, -1),
                                rtol=0, atol=1e-6)
     # The up-sampled coarse template is close to the full template (barycentric, within ~2 cm).
-    assert (out["vertices"][0] - body.vertices[0]).norm(dim=-1).max() < 0.02
-    torch.testing.assert_close(out["skeleton_joints"], body.keypoints49[:, SPIN49_TO_BIGRAPH12].expand(2, -1, -1),
+    assert (out.vertices_np[0] - body.vertices[0]).norm(dim=-1).max() < 0.02
+    torch.testing.assert_close(out.skeleton_joints, body.keypoints49[:, SPIN49_TO_BIGRAPH12].expand(2, -1, -1),
                                rtol=0, atol=1e-6)
-    torch.testing.assert_close(out["cam"], body_model.mean_cam.expand(2, -1))
+    torch.testing.assert_close(out.final.cam, body_model.mean_cam.expand(2, -1))
     # Upright in the camera frame (y down): the head is above (smaller y than) the ankles.
-    assert out["vertices"][0, :, 1].min() < out["skeleton_joints"][0, 10:, 1].min()
+    assert out.vertices_np[0, :, 1].min() < out.skeleton_joints[0, 10:, 1].min()
 
 
 def test_coarser_mesh_level(body_model):
@@ -119,9 +119,9 @@ def test_coarser_mesh_level(body_model):
     torch.nn.init.zeros_(net.vertex_head.lin2.W)
     torch.nn.init.zeros_(net.vertex_head.lin2.b)
     out = net(*make_inputs(2))
-    assert out["vertices_coarse"].shape == (2, 431, 3) and out["vertices"].shape == (2, 6890, 3)
-    expected = body_model.hierarchy.upsample(out["vertices_coarse"], 2, 0)
-    torch.testing.assert_close(out["vertices"], expected, rtol=0, atol=1e-6)
+    assert out.vertices_coarse.shape == (2, 431, 3) and out.vertices_np.shape == (2, 6890, 3)
+    expected = body_model.mesh_hierarchy.upsample(out.vertices_coarse, 2, 0)
+    torch.testing.assert_close(out.vertices_np, expected, rtol=0, atol=1e-6)
 
 
 def test_template_does_not_move_the_body_model(body_model):
@@ -152,13 +152,13 @@ def test_fusion_adjacency_rows_and_wf_gradients(body_model):
     net = BiGraphNet(small_config(), body_model)
     feats, joints = make_inputs(2)
     out = net(feats, joints)
-    torch.testing.assert_close(out["fusion_adjacency"].sum(1), torch.ones(12))
-    torch.testing.assert_close(out["fusion_adjacency_vertex_joint"].sum(1), torch.ones(1723))
+    torch.testing.assert_close(out.fusion_adjacency[0].sum(1), torch.ones(12))
+    torch.testing.assert_close(out.fusion_adjacency[1].sum(1), torch.ones(1723))
     full = net.fusion_adjacency.matrix()
     assert full.shape == (1735, 1735)
     torch.testing.assert_close(full.sum(1), torch.ones(1735))
     # A loss on the mesh alone reaches W_f (through the fusion of the skeleton into the mesh).
-    out["vertices"].pow(2).mean().backward()
+    out.vertices_np.pow(2).mean().backward()
     for w in (net.fusion_adjacency.w_joint_vertex, net.fusion_adjacency.w_vertex_joint):
         assert w.grad is not None and w.grad.abs().sum() > 0
 
@@ -180,7 +180,7 @@ def test_with_resnet_backbone(body_model):
     image = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         out = net(backbone.forward_features(image), torch.zeros(1, 12, 2).uniform_(-0.5, 0.5))
-    assert out["vertices"].shape == (1, 6890, 3) and torch.isfinite(out["vertices"]).all()
+    assert out.vertices_np.shape == (1, 6890, 3) and torch.isfinite(out.vertices_np).all()
 
 
 def test_joints_are_required_with_a_skeleton(body_model):
@@ -218,17 +218,17 @@ def test_skeleton_features_are_local(body_model):
     out = net(feats, joints)
     changed = {}
     for k, f in feats.items():
-        far = far_from_boxes(out["roi_boxes"], f.shape[2], f.shape[3], f.shape[3] / 224)
+        far = far_from_boxes(out.roi_boxes, f.shape[2], f.shape[3], f.shape[3] / 224)
         assert far.float().mean(dim=(1, 2)).min() > 0.1, k                   # every map really changes
         changed[k] = torch.where(far[:, None], f + 5.0 * torch.randn(f.shape, generator=gen), f)
     out2 = net(changed, joints)
-    torch.testing.assert_close(out2["skeleton_joints"], out["skeleton_joints"], rtol=0, atol=0)
-    assert (out2["vertices"] - out["vertices"]).abs().max() > 1e-4
+    torch.testing.assert_close(out2.skeleton_joints, out.skeleton_joints, rtol=0, atol=0)
+    assert (out2.vertices_np - out.vertices_np).abs().max() > 1e-4
     # Changing a pixel inside a box does reach the skeleton.
-    box = out["roi_boxes"][0, 0] * 56 / 224
+    box = out.roi_boxes[0, 0] * 56 / 224
     inside = {k: v.clone() for k, v in feats.items()}
     inside["c2"][0, :, int(box[1:4:2].mean()), int(box[0:3:2].mean())] += 100.0
-    assert (net(inside, joints)["skeleton_joints"] - out["skeleton_joints"]).abs().max() > 0
+    assert (net(inside, joints).skeleton_joints - out.skeleton_joints).abs().max() > 0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -241,7 +241,7 @@ def test_mesh_only_model(body_model):
     assert not [n for n in names if n.startswith(("skeleton", "joint_head", "fusion"))]
     feats, _ = make_inputs(2)
     out = forward_backward(net, feats, None)
-    assert set(out) == {"vertices", "vertices_coarse", "cam", "pose_rotmat", "betas"}
+    assert out.present() == {"iterations", "vertices_np", "vertices_coarse"}
     assert all(grads_of(net).values())
     full = BiGraphNet(small_config(), body_model)
     assert sum(p.numel() for p in net.parameters()) < sum(p.numel() for p in full.parameters())
@@ -255,13 +255,13 @@ def test_fusion_graph_off_separates_the_branches(body_model):
     off = BiGraphNet(small_config(fusion_graph=False), body_model).eval()
     assert len(off.fusion_blocks) == 0 and off.fusion_adjacency is None
     out = off(feats, joints)
-    assert "fusion_adjacency" not in out
-    torch.testing.assert_close(off(feats, other)["vertices"], out["vertices"], rtol=0, atol=0)
+    assert out.fusion_adjacency is None
+    torch.testing.assert_close(off(feats, other).vertices_np, out.vertices_np, rtol=0, atol=0)
     on = BiGraphNet(small_config(), body_model).eval()
     for name, p in on.named_parameters():     # make the (nearly zero-initialised) fusion messages visible
         if p.dim() > 1 and not name.startswith("fusion_adjacency"):
             torch.nn.init.normal_(p, std=0.1)
-    assert (on(feats, other)["vertices"] - on(feats, joints)["vertices"]).abs().max() > 1e-6
+    assert (on(feats, other).vertices_np - on(feats, joints).vertices_np).abs().max() > 1e-6
     off.train()
     forward_backward(off, feats, joints)
     assert all(grads_of(off).values())
@@ -274,11 +274,11 @@ def test_global_features_for_joints(body_model):
     assert net.skeleton_input.linear.in_channels == 2 + SMALL_CHANNELS["c5"]
     feats, joints = make_inputs(2)
     out = net(feats, joints)
-    assert "roi_boxes" not in out
+    assert out.roi_boxes is None
     shifted = dict(feats, c5=feats["c5"] + 1.0)
-    assert (net(shifted, joints)["skeleton_joints"] - out["skeleton_joints"]).abs().max() > 0
+    assert (net(shifted, joints).skeleton_joints - out.skeleton_joints).abs().max() > 0
     # ... and c2..c4 are not read at all.
-    assert torch.equal(net(dict(feats, c2=feats["c2"] * 0), joints)["skeleton_joints"], out["skeleton_joints"])
+    assert torch.equal(net(dict(feats, c2=feats["c2"] * 0), joints).skeleton_joints, out.skeleton_joints)
     net.train()
     forward_backward(net, feats, joints)
     assert all(grads_of(net).values())
@@ -292,7 +292,7 @@ def test_pooling_fusion(mode, body_model):
     assert all(b.mode == mode for b in net.fusion_blocks.values())
     assert not [n for n, _ in net.named_parameters() if "w_joint_vertex" in n or "w_vertex_joint" in n]
     out = forward_backward(net, *make_inputs(2))
-    assert "fusion_adjacency" not in out
+    assert out.fusion_adjacency is None
     assert all(grads_of(net).values())
 
 
@@ -319,7 +319,7 @@ def test_shared_weights(body_model):
     # A loss on the skeleton alone (no fusion) trains the shared blocks, which see the skeleton graph.
     iso = BiGraphNet(small_config(shared_weights=True, fusion_graph=False), body_model)
     feats, joints = make_inputs(2)
-    iso(feats, joints)["skeleton_joints"].pow(2).mean().backward()
+    iso(feats, joints).skeleton_joints.pow(2).mean().backward()
     assert all(p.grad is not None for p in iso.mesh_blocks.parameters())
     x = torch.randn(2, iso.mesh_blocks[0].in_channels, 12)
     torch.testing.assert_close(iso.skeleton_block(0, x), iso.mesh_blocks[0](x, iso.skeleton_adjacency))
@@ -337,7 +337,7 @@ def test_equal_input_and_block_widths_drop_the_reduction_blocks(body_model):
     assert not [n for n, _ in net.named_parameters() if "reduce" in n]
     assert net.mesh_input.linear.out_channels == net.mesh_blocks[0].in_channels == 32   # 512 x 1/16
     out = forward_backward(net, *make_inputs(2))
-    assert torch.isfinite(out["vertices"]).all()
+    assert torch.isfinite(out.vertices_np).all()
 
 
 def test_width_and_svd_rotation(body_model):
@@ -345,7 +345,7 @@ def test_width_and_svd_rotation(body_model):
     assert net.mesh_input.linear.out_channels == 64 and net.vertex_head.lin1.out_channels == 8
     assert net.smpl_regressor.fc_in.out_features == 128 and net.smpl_regressor.fc_out.out_features == 24 * 9 + 10
     out = forward_backward(net, *make_inputs(2))
-    r = out["pose_rotmat"]
+    r = out.final.pose_rotmat
     torch.testing.assert_close(torch.linalg.det(r), torch.ones(2, 24), rtol=0, atol=1e-5)
 
 
@@ -353,7 +353,7 @@ def test_smpl_regressor_input_detached_by_default(body_model):
     feats, joints = make_inputs(2)
     for detach in (True, False):
         net = BiGraphNet(small_config(detach_smpl_input=detach), body_model)
-        net(feats, joints)["betas"].sum().backward()
+        net(feats, joints).final.betas.sum().backward()
         reached = net.vertex_head.lin2.W.grad is not None
         assert reached != detach
 
@@ -376,6 +376,8 @@ def test_config_scaled_channels():
 # DistributedDataParallel (gloo, CPU)
 # ----------------------------------------------------------------------------------------------
 def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
+    import gc
+
     import torch.distributed as dist
 
     torch.set_num_threads(1)
@@ -387,6 +389,8 @@ def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
         feats, joints = make_inputs(2, seed=10 + rank)
         total(ddp(feats, joints)).backward()
         torch.save({n: p.grad for n, p in net.named_parameters()}, f"{out_dir}/rank{rank}.pt")
+        del ddp          # it holds the process group, which must not outlive destroy_process_group
+        gc.collect()     # (its gloo threads would abort the interpreter's exit)
     finally:
         dist.destroy_process_group()
 
@@ -416,8 +420,9 @@ def test_cuda_matches_cpu(body_model):
     expected = net(feats, joints)
     net.cuda()
     got = net({k: v.cuda() for k, v in feats.items()}, joints.cuda())
+    got, expected = got.named_tensors(), expected.named_tensors()
     for k in expected:
         torch.testing.assert_close(got[k].cpu(), expected[k], rtol=1e-4, atol=1e-4, msg=k)
     with torch.autocast("cuda", dtype=torch.bfloat16):
         out = net({k: v.cuda() for k, v in feats.items()}, joints.cuda())
-    assert all(torch.isfinite(v).all() for v in out.values())
+    assert all(torch.isfinite(v).all() for v in out.named_tensors().values())

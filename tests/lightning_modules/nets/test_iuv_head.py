@@ -113,7 +113,7 @@ def test_losses_on_a_rendered_ground_truth_at_the_heads_resolution():
     cam = weak_perspective_to_translation(model.mean_cam[None])
     frags = rasterize(screen_coordinates(verts + cam[:, None], size, FOCAL_LENGTH * size / IMG_RES),
                       model.faces, (size, size))
-    gt = iuv_map(frags, model.faces, torch.as_tensor(model.assets.iuv, dtype=torch.float32))
+    gt = iuv_map(frags, model.faces, model.vertex_iuv)
     assert (gt[:, 0] > 0).sum() > 200                                   # the body covers the map
     torch.manual_seed(0)
     pred = IUVHead(16)(torch.randn(1, 16, size, size))

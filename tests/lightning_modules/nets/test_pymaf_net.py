@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import pytest
 import torch
@@ -32,9 +33,9 @@ def small_net(body_model, **kwargs) -> PyMAFNet:
 
 def independent_mesh_points(body_model, estimate) -> torch.Tensor:
     """Body-model forward of an estimate, two hierarchy down-samplings, weak-perspective projection."""
-    rot = estimate["pose_rotmat"]
-    vertices = body_model(estimate["betas"], rot[:, 1:], rot[:, :1]).vertices
-    return project_to_normalized_crop(body_model.hierarchy.downsample(vertices, 0, 2), estimate["cam"])
+    rot = estimate.pose_rotmat
+    vertices = body_model(estimate.betas, rot[:, 1:], rot[:, :1]).vertices
+    return project_to_normalized_crop(body_model.mesh_hierarchy.downsample(vertices, 0, 2), estimate.cam)
 
 
 @contextlib.contextmanager
@@ -51,9 +52,9 @@ def capture_inputs(modules):
 
 
 def full_loss(out) -> torch.Tensor:
-    loss = sum(e["pose_6d"].square().sum() + e["betas"].square().sum() + e["cam"].sum() for e in out["iterations"])
-    if "iuv" in out:
-        loss = loss + sum(v.square().mean() for v in out["iuv"].values())
+    loss = sum(e.pose_6d.square().sum() + e.betas.square().sum() + e.cam.sum() for e in out.iterations)
+    if out.iuv is not None:
+        loss = loss + sum(v.square().mean() for v in out.iuv.values())
     return loss
 
 
@@ -107,10 +108,10 @@ def test_sampling_points_grid_then_projected_current_mesh(body_model, image, mes
     with capture_inputs([r.fc1 for r in net.regressors]) as seen, torch.no_grad():
         out = net(image)
         maps = net.pyramid_maps(image)
-    pts = out["sampled_points"]
+    pts = out.sampled_points
     assert pts[0].shape == (2, 441, 2) and torch.equal(pts[0], grid_points().expand(2, -1, -1))
     for k in (1, 2):
-        ref = independent_mesh_points(body_model, out["iterations"][k - 1])
+        ref = independent_mesh_points(body_model, out.iterations[k - 1])
         assert pts[k].shape == (2, 431, 2)
         if mesh_forward == "full":
             torch.testing.assert_close(pts[k], ref, rtol=0, atol=0)
@@ -123,8 +124,8 @@ def test_sampling_points_grid_then_projected_current_mesh(body_model, image, mes
         x = seen[k][0]
         assert x.shape[-1] == feats.shape[-1] + 157
         torch.testing.assert_close(x[:, :-157], feats)
-        prev = out["initial"] if k == 0 else out["iterations"][k - 1]
-        torch.testing.assert_close(x[:, -157:], torch.cat([prev["pose_6d"], prev["betas"], prev["cam"]], -1))
+        prev = out.initial if k == 0 else out.iterations[k - 1]
+        torch.testing.assert_close(x[:, -157:], torch.cat([prev.pose_6d, prev.betas, prev.cam], -1))
     assert [m.shape[-1] for m in maps] == [14, 28, 56]
 
 
@@ -133,10 +134,10 @@ def test_each_level_reads_a_detached_estimate(body_model, image, pyramid):
     net = small_net(body_model, pyramid=pyramid).train()
     out = net(image)
     for k in (1, 2):
-        est = out["iterations"][k]
-        loss = est["pose_6d"].square().sum() + est["cam"].sum() + est["betas"].sum()
-        prev = out["iterations"][k - 1]
-        grads = torch.autograd.grad(loss, [prev["pose_6d"], prev["betas"], prev["cam"]], retain_graph=True,
+        est = out.iterations[k]
+        loss = est.pose_6d.square().sum() + est.cam.sum() + est.betas.sum()
+        prev = out.iterations[k - 1]
+        grads = torch.autograd.grad(loss, [prev.pose_6d, prev.betas, prev.cam], retain_graph=True,
                                     allow_unused=True)
         assert all(g is None for g in grads)
         if not pyramid:  # one shared regressor: only the estimate path can be checked
@@ -156,10 +157,10 @@ def test_zero_residuals_return_the_mean_parameters(body_model, image):
                 layer.weight.zero_()
                 layer.bias.zero_()
         out = net(image)
-    for est in out["iterations"]:
-        assert torch.equal(est["pose_6d"], body_model.mean_pose.expand(2, -1))
-        assert torch.equal(est["betas"], body_model.mean_shape.expand(2, -1))
-        assert torch.equal(est["cam"], body_model.mean_cam.expand(2, -1))
+    for est in out.iterations:
+        assert torch.equal(est.pose_6d, body_model.mean_pose.expand(2, -1))
+        assert torch.equal(est.betas, body_model.mean_shape.expand(2, -1))
+        assert torch.equal(est.cam, body_model.mean_cam.expand(2, -1))
 
 
 def test_mesh_forward_modes_and_state(body_model):
@@ -170,6 +171,31 @@ def test_mesh_forward_modes_and_state(body_model):
     theta = fast.regressors[0].initial_theta(3) + 0.05 * torch.randn(3, 157)
     with torch.no_grad():
         torch.testing.assert_close(fast.mesh_points(theta), full.mesh_points(theta), rtol=0, atol=1e-5)
+
+
+def test_float64_downsampled_mesh_forward_equals_the_full_forward(body_model, image):
+    """In float64, feedback through the directly skinned 431 vertices (``mesh_forward="downsampled"``) equals the
+    full body-model forward + down-sampling (``"full"``) to 1e-12 at every level: rotations, betas, camera, sampled
+    points and the full mesh of each estimate. The fast net is built in float32 and converted with ``.double()``."""
+    body64 = copy.deepcopy(body_model).double()
+    fast = small_net(body_model).double().eval()
+    full = small_net(body64, mesh_forward="full").double().eval()
+    assert fast.mesh_body is not None and full.mesh_body is None and full.body_model is body64
+    reference = full.state_dict()                              # same seed: same weights (full also holds the body)
+    assert all(torch.equal(v, reference[k]) for k, v in fast.state_dict().items())
+    with torch.no_grad():
+        a, b = fast(image.double()), full(image.double())
+        diffs = {}
+        for t, (ea, eb) in enumerate(zip(a.iterations, b.iterations)):
+            for key in ("pose_rotmat", "pose_6d", "betas", "cam"):
+                assert getattr(ea, key).dtype == torch.float64
+                diffs[f"{t}.{key}"] = (getattr(ea, key) - getattr(eb, key)).abs().max().item()
+            va, vb = (body64(e.betas, e.pose_rotmat[:, 1:], e.pose_rotmat[:, :1]).vertices for e in (ea, eb))
+            diffs[f"{t}.vertices"] = (va - vb).abs().max().item()
+            if t > 0:
+                diffs[f"{t}.points"] = (a.sampled_points[t] - b.sampled_points[t]).abs().max().item()
+    print(f"float64 PyMAF, downsampled vs full mesh forward: max difference {max(diffs.values()):.3g}")
+    assert max(diffs.values()) < 1e-12, diffs
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -196,13 +222,13 @@ def test_ablation_builds_runs_and_trains_every_parameter(body_model, image, swit
     net = small_net(body_model, **switches).train()
     out = net(image)
     n = switches.get("n_levels", 3)
-    assert len(out["iterations"]) == len(out["sampled_points"]) == n
+    assert len(out.iterations) == len(out.sampled_points) == n
     full_loss(out).backward()
     unused = [name for name, p in net.named_parameters() if p.requires_grad and p.grad is None]
     assert unused == []
     net.eval()
     with torch.no_grad():
-        assert "iuv" not in net(image)
+        assert net(image).iuv is None
 
 
 def test_feedback_global_reads_the_pooled_feature(body_model, image):
@@ -212,7 +238,7 @@ def test_feedback_global_reads_the_pooled_feature(body_model, image):
     with capture_inputs([r.fc1 for r in net.regressors]) as seen, torch.no_grad():
         out = net(image)
         pooled = net.backbone.pooled(image)
-    assert out["sampled_points"] == [None] * 3
+    assert out.sampled_points == [None] * 3
     for k in range(3):
         torch.testing.assert_close(seen[k][0][:, :-157], pooled)
     # Without the pyramid, one regressor is iterated (Table 4's first rows).
@@ -224,7 +250,7 @@ def test_feedback_grid_samples_the_grid_at_every_level(body_model, image):
     net = small_net(body_model, feedback="grid").eval()
     with torch.no_grad():
         out = net(image)
-    assert all(torch.equal(p, grid_points().expand(2, -1, -1)) for p in out["sampled_points"])
+    assert all(torch.equal(p, grid_points().expand(2, -1, -1)) for p in out.sampled_points)
     assert [r.fc1.in_features for r in net.regressors] == [5 * 441 + 157] * 3
     assert net.body_model is None and net.mesh_body is None
 
@@ -239,10 +265,10 @@ def test_pyramid_off_samples_the_56_map_with_one_mlp_and_regressor(body_model, i
         maps = net.pyramid_maps(image)
     assert len(seen[0]) == 3
     for k in range(3):
-        torch.testing.assert_close(seen[0][k], sample_points(maps[2], out["sampled_points"][k]))
+        torch.testing.assert_close(seen[0][k], sample_points(maps[2], out.sampled_points[k]))
     if feedback == "mesh_aligned":  # level 0 reads the mean-pose mesh (the paper's non-pyramidal setting)
-        mean = independent_mesh_points(body_model, out["initial"])
-        torch.testing.assert_close(out["sampled_points"][0], mean, rtol=0, atol=1e-5)
+        mean = independent_mesh_points(body_model, out.initial)
+        torch.testing.assert_close(out.sampled_points[0], mean, rtol=0, atol=1e-5)
 
 
 def test_pyramid_on_samples_the_14_28_56_maps(body_model, image):
@@ -251,7 +277,7 @@ def test_pyramid_on_samples_the_14_28_56_maps(body_model, image):
         out = net(image)
         maps = net.pyramid_maps(image)
     for k in range(3):
-        torch.testing.assert_close(seen[k][0], sample_points(maps[k], out["sampled_points"][k]))
+        torch.testing.assert_close(seen[k][0], sample_points(maps[k], out.sampled_points[k]))
 
 
 @pytest.mark.parametrize("aux,keys", [("iuv", {"index", "u", "v"}), ("part_seg", {"index"}), ("none", None)])
@@ -259,12 +285,12 @@ def test_aux_head_outputs(body_model, image, aux, keys):
     net = small_net(body_model, aux=aux).train()
     out = net(image)
     if keys is None:
-        assert "iuv" not in out and net.iuv_head is None
+        assert out.iuv is None and net.iuv_head is None
     else:
-        assert set(out["iuv"]) == keys
-        assert out["iuv"]["index"].shape == (2, 25, 56, 56)
+        assert set(out.iuv) == keys
+        assert out.iuv["index"].shape == (2, 25, 56, 56)
         if "u" in keys:
-            assert out["iuv"]["u"].shape == out["iuv"]["v"].shape == (2, 24, 56, 56)
+            assert out.iuv["u"].shape == out.iuv["v"].shape == (2, 24, 56, 56)
 
 
 def test_init_features_mesh_samples_the_mean_pose_mesh(body_model, image):
@@ -272,9 +298,9 @@ def test_init_features_mesh_samples_the_mean_pose_mesh(body_model, image):
     assert net.regressors[0].fc1.in_features == 5 * 431 + 157
     with torch.no_grad():
         out = net(image)
-    mean = independent_mesh_points(body_model, out["initial"])
-    torch.testing.assert_close(out["sampled_points"][0], mean, rtol=0, atol=1e-5)
-    assert torch.equal(out["initial"]["pose_6d"], body_model.mean_pose.expand(2, -1))
+    mean = independent_mesh_points(body_model, out.initial)
+    torch.testing.assert_close(out.sampled_points[0], mean, rtol=0, atol=1e-5)
+    assert torch.equal(out.initial.pose_6d, body_model.mean_pose.expand(2, -1))
 
 
 @pytest.mark.parametrize("n_levels,sizes", [(1, [56]), (2, [28, 56]), (3, [14, 28, 56])])
@@ -283,11 +309,11 @@ def test_n_levels_use_the_last_maps(body_model, image, n_levels, sizes):
     with capture_inputs([pf.mlp for pf in net.point_features]) as seen, torch.no_grad():
         out = net(image)
         maps = net.pyramid_maps(image)
-    assert len(out["iterations"]) == n_levels
+    assert len(out.iterations) == n_levels
     assert [maps[lvl.map_index].shape[-1] for lvl in net.plan] == sizes
     for k, lvl in enumerate(net.plan):
-        torch.testing.assert_close(seen[k][0], sample_points(maps[lvl.map_index], out["sampled_points"][k]))
-    assert out["sampled_points"][0].shape[1] == 441
+        torch.testing.assert_close(seen[k][0], sample_points(maps[lvl.map_index], out.sampled_points[k]))
+    assert out.sampled_points[0].shape[1] == 441
 
 
 @pytest.mark.parametrize("kwargs", [

@@ -12,6 +12,7 @@ from lightning_modules.nets.regressor import (
     THETA_DIM, HMRNet, IterativeRegressor, join_theta, mean_theta_from_body, split_theta, theta_to_estimate,
 )
 from lightning_modules.nets.resnet import ResNet50
+from lightning_modules.prediction import Estimate
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +44,10 @@ def test_theta_layout_round_trip():
 def test_estimate_contract():
     theta = torch.randn(3, THETA_DIM)
     est = theta_to_estimate(theta)
-    assert set(est) == {"pose_6d", "pose_rotmat", "betas", "cam"}
-    assert est["pose_rotmat"].shape == (3, 24, 3, 3)
-    assert torch.allclose(est["pose_rotmat"], rot6d_to_rotmat(theta[:, :144].reshape(3, 24, 6)))
-    assert torch.equal(est["cam"], theta[:, -3:]) and torch.equal(est["betas"], theta[:, 144:154])
+    assert isinstance(est, Estimate) and torch.equal(est.pose_6d, theta[:, :144])
+    assert est.pose_rotmat.shape == (3, 24, 3, 3)
+    assert torch.allclose(est.pose_rotmat, rot6d_to_rotmat(theta[:, :144].reshape(3, 24, 6)))
+    assert torch.equal(est.cam, theta[:, -3:]) and torch.equal(est.betas, theta[:, 144:154])
 
 
 def test_mean_theta_is_the_body_models_mean_parameters(body_model, mean_theta):
@@ -125,12 +126,12 @@ def test_hmr_net_contract_and_global_feature(body_model):
     assert net.regressor.fc1.in_features == net.backbone.feature_dim + 157
     image = torch.randn(2, 3, 224, 224)
     out = net(image)
-    assert len(out["iterations"]) == 3
-    for est in out["iterations"]:
-        assert est["pose_6d"].shape == (2, 144) and est["pose_rotmat"].shape == (2, 24, 3, 3)
-        assert est["betas"].shape == (2, 10) and est["cam"].shape == (2, 3)
-    assert torch.equal(out["initial"]["pose_6d"], body_model.mean_pose.expand(2, -1))
-    loss = sum(e["pose_6d"].square().sum() + e["cam"].sum() for e in out["iterations"])
+    assert len(out.iterations) == 3
+    for est in out.iterations:
+        assert est.pose_6d.shape == (2, 144) and est.pose_rotmat.shape == (2, 24, 3, 3)
+        assert est.betas.shape == (2, 10) and est.cam.shape == (2, 3)
+    assert torch.equal(out.initial.pose_6d, body_model.mean_pose.expand(2, -1))
+    loss = sum(e.pose_6d.square().sum() + e.cam.sum() for e in out.iterations)
     loss.backward()
     assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
     # The regressor reads the 2048-d (here 32 w) average-pooled c5 feature, the same at every iteration.
@@ -138,8 +139,8 @@ def test_hmr_net_contract_and_global_feature(body_model):
     with torch.no_grad():
         out = net(image)
         thetas = net.regressor(net.backbone.pooled(image))
-    assert torch.allclose(torch.cat([out["iterations"][-1]["pose_6d"], out["iterations"][-1]["betas"],
-                                     out["iterations"][-1]["cam"]], -1), thetas[-1])
+    assert torch.allclose(torch.cat([out.iterations[-1].pose_6d, out.iterations[-1].betas,
+                                     out.iterations[-1].cam], -1), thetas[-1])
 
 
 def test_hmr_full_width_dimensions(body_model):
@@ -148,6 +149,6 @@ def test_hmr_full_width_dimensions(body_model):
     _zero_output_layers(net.regressor)
     with torch.no_grad():
         out = net.eval()(torch.randn(1, 3, 224, 224))
-    for est in out["iterations"]:
-        assert torch.equal(est["pose_6d"], body_model.mean_pose[None])
-        assert torch.equal(est["cam"], body_model.mean_cam[None])
+    for est in out.iterations:
+        assert torch.equal(est.pose_6d, body_model.mean_pose[None])
+        assert torch.equal(est.cam, body_model.mean_cam[None])

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from body.errors import UserError
+from runtime.errors import UserError
 from lightning_modules.nets.resnet import ResNet50
 
 

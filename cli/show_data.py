@@ -9,7 +9,7 @@ Each tile is a network input as the model sees it (after rotation, scale, flip a
 A correct flip keeps blue dots on blue limbs. The mesh is placed with the sample's 3D joints (has_3d)
 or, for SMPL fits without 3D joints, with the translation that best fits its 2D keypoints.
 
-    python -m datamodules.show [data=synthetic] [out=outputs/data_grid.png] [per_source=6]
+    python -m cli.show_data [data=synthetic] [out=outputs/data_grid.png] [per_source=6]
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ import torch
 from PIL import Image, ImageDraw
 
 from body.camera import estimate_translation, normalized_to_pixels, perspective_projection
-from body.cli import run_cli
 from body.joints import SPIN49_JOINT_NAMES
 from body.model import BodyModel
 from body.raster import rasterize
@@ -28,6 +27,7 @@ from body.render import face_labels_map, overlay, save_png, vertex_labels_to_fac
 from configs.loader import compose
 from datamodules.mixed import MixedDataModule, expand_shards
 from datamodules.streams import MixedTrainStream, SourceShards
+from runtime.cli import run_cli
 
 # background, head, torso, left arm, right arm, left leg, right leg (body.parts' LSP-6 order)
 SIDE_PALETTE = torch.tensor([[0, 0, 0], [0.95, 0.85, 0.3], [0.7, 0.7, 0.7], [0.2, 0.45, 1.0], [1.0, 0.25, 0.2],
@@ -71,7 +71,7 @@ def mesh_layer(body: BodyModel, batch: dict, res: int) -> tuple[torch.Tensor, to
     verts = out.vertices.double() + torch.where(has3d, shift3d, shift2d)[:, None]
     xy = perspective_projection(verts, torch.zeros(len(usable), 3, dtype=verts.dtype), focal, centre)
     frags = rasterize(torch.cat([xy, verts[..., 2:]], -1).float(), body.faces, (res, res))
-    vertex_parts = torch.from_numpy(body.assets.part_lsp6)
+    vertex_parts = body.vertex_part_lsp6
     labels = face_labels_map(frags, vertex_labels_to_face_labels(vertex_parts, body.faces))
     rgb[usable] = SIDE_PALETTE[labels].permute(0, 3, 1, 2).float()
     alpha[usable] = (frags.pix_to_face >= 0).float()[:, None]

@@ -1,4 +1,7 @@
-"""Command line: ``python -m datamodules.convert <dataset> --npz FILE --images ROOT --out DIR [...]``."""
+"""``make convert``: a SPIN-format annotation npz plus its image folder -> shards (:mod:`datamodules.convert`).
+
+    python -m cli.convert <dataset> --npz FILE --images ROOT --out DIR [...]
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,12 +10,13 @@ from typing import Sequence
 from datamodules.convert.datasets import DATASET_NAMES, DATASETS, SPLITS
 from datamodules.convert.pipeline import MASK_MODES, ConvertSettings, convert, summary_line
 from datamodules.sample import CROP_SIZE
+from runtime.cli import run_cli
 
 
 def parser() -> argparse.ArgumentParser:
     files = "; ".join(f"{n}: {', '.join(f'{k} {v}' for k, v in s.spin_files.items())}" for n, s in DATASETS.items())
     p = argparse.ArgumentParser(
-        prog="python -m datamodules.convert",
+        prog="python -m cli.convert",
         description="Convert a SPIN-format annotation npz plus its image folder into WebDataset shards "
                     "<out>/<dataset>-%06d.tar and <out>/convert_report.json.",
         epilog=f"SPIN/PyMAF/GraphCMR file names: {files}.")
@@ -49,3 +53,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     report = convert(settings)
     print(summary_line(report))
     return report
+
+
+if __name__ == "__main__":
+    run_cli(main)

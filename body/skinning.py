@@ -3,33 +3,30 @@
 PyMAF (paper A.1, "Runtime"; code TODO "use a more sparse SMPL implementation (with 431 vertices)") notes
 that its feedback loop only needs the twice-down-sampled mesh (431 vertices), and that most of a loop's
 time goes into the full SMPL forward. The mesh hierarchy's down-sampling ``D`` selects vertices (one 1 per
-row, ``body.hierarchy``), and every step of LBS is per vertex except the joint regression, which is
+row, ``body/hierarchy.py``), and every step of LBS is per vertex except the joint regression, which is
 linear in the shaped vertices and therefore precomputable:
 
     J(betas)  = J_regressor (v_template + S betas) = J_template + J_S betas                (24, 3)
     v_i       = sum_k w_ik G_k(theta, J) [v_template_i + S_i betas + P_i pose_feature(theta); 1]
 
 So LBS restricted to the selected vertices (their template, shape and pose blend shapes and skinning
-weights) equals ``D @ LBS(full mesh)`` up to float rounding. Measured on 64 random poses and shapes:
-<= 4e-7 m in float32, 6e-8 m in float64 (the precomputed joints are stored in float32). For a
+weights) equals ``D @ LBS(full mesh)`` up to float rounding (summation order): measured on random poses
+and shapes, <= 4e-7 m in float32 and ~1e-15 m in float64 (``tests/body/test_skinning.py``). For a
 down-sampling that averages vertices instead of selecting them the two would differ, because skinning is
-not linear in (weights, template) jointly; ``MeshHierarchy`` only stores selections (``down_index``), and
-the constructor also refuses a subset that keeps a vertex twice.
+not linear in (weights, template) jointly; ``MeshHierarchy`` only stores selections, and the constructor
+also refuses a subset that keeps a vertex twice.
 
-Reads the ``smplx.SMPL`` buffers of a ``body.model.BodyModel``; the derived buffers are not saved in
-state dicts (they are rebuilt from the body model).
+Built by ``body.model.BodyModel.downsampled_skinning(level)`` in the body model's dtype and device. The
+joint regression (``joints_template``, ``joints_shapedirs``) is summed in float64 and stored in the
+module's dtype, and summed again after every ``.to()`` / ``.double()`` / ``.float()`` (``_apply``): a
+module converted to float64 after construction is as exact as one built in float64. All buffers are
+non-persistent: they come from the body model, not from checkpoints.
 """
 from __future__ import annotations
 
 import torch
 from smplx.lbs import batch_rigid_transform
 from torch import Tensor, nn
-
-
-def vertex_subset(hierarchy: nn.Module, level: int) -> Tensor:
-    """Indices into the full mesh of the vertices that ``hierarchy.downsample(x, 0, level)`` keeps: (V_level,)."""
-    n = hierarchy.num_vertices[0]
-    return hierarchy.downsample(torch.arange(n).view(1, n, 1), 0, level).reshape(-1)
 
 
 def skin_vertices(rotmats: Tensor, betas: Tensor, v_template: Tensor, shapedirs: Tensor, posedirs: Tensor,
@@ -59,46 +56,67 @@ def skin_vertices(rotmats: Tensor, betas: Tensor, v_template: Tensor, shapedirs:
     return torch.einsum("bnrc,bnc->bnr", per_vertex[..., :3, :3], v_posed) + per_vertex[..., :3, 3]
 
 
-class DownsampledBody(nn.Module):
+class DownsampledSkinning(nn.Module):
     """The body model's vertices at one level of its mesh hierarchy, skinned directly.
 
     Args:
-        body_model: a ``BodyModel``.
-        level: hierarchy level (2: ~431 vertices, PyMAF's sampling points).
+        smpl: the body model's ``smplx.SMPL`` (its buffers are read, not kept).
+        vertex_index: (N,) long, the full-mesh vertices the level keeps (``MeshHierarchy.vertex_index``).
+        level: the hierarchy level (kept for reference).
 
-    ``forward(betas (B, 10), rotmats (B, 24, 3, 3))`` -> (B, V_level, 3), equal (to float rounding) to
-    ``body_model.hierarchy.downsample(body_model(betas, rotmats[:, 1:], rotmats[:, :1]).vertices, 0, level)``.
+    ``forward(betas (B, 10), rotmats (B, 24, 3, 3))`` -> (B, N, 3), equal (to float rounding) to the
+    body model's full forward down-sampled to the level.
     """
 
-    def __init__(self, body_model: nn.Module, level: int = 2) -> None:
+    def __init__(self, smpl: nn.Module, vertex_index: Tensor, level: int) -> None:
         super().__init__()
-        smpl = body_model.smpl
-        idx = vertex_subset(body_model.hierarchy, level)
+        idx = vertex_index.to(device=smpl.v_template.device, dtype=torch.long)
         if idx.unique().numel() != idx.numel():
             raise ValueError("the hierarchy's down-sampling keeps a vertex twice; subset skinning needs a selection")
         n_full = smpl.v_template.shape[0]
         p = smpl.posedirs.shape[0]
-        regressor, dtype = smpl.J_regressor.double(), smpl.v_template.dtype
+        # The joint regression reads only the vertices some joint weighs (a few hundred of ~6,890): keep those.
+        support = smpl.J_regressor.ne(0).any(0).nonzero().reshape(-1)
         buffers = {
+            "vertex_index": idx,
             "v_template": smpl.v_template[idx],
             "shapedirs": smpl.shapedirs[idx],
             "posedirs": smpl.posedirs.view(p, n_full, 3)[:, idx].reshape(p, -1),
             "lbs_weights": smpl.lbs_weights[idx],
-            # the joint regression over the full mesh, summed in float64 then stored in the model's dtype
-            "joints_template": (regressor @ smpl.v_template.double()).to(dtype),
-            "joints_shapedirs": torch.einsum("jv,vkl->jkl", regressor, smpl.shapedirs.double()).to(dtype),
-            "parents": smpl.parents.clone(),
-            "vertex_index": idx,
+            "parents": smpl.parents,
+            # sources of the joint regression, (24, S), (S, 3), (S, 3, K)
+            "regressor_columns": smpl.J_regressor[:, support],
+            "regressor_v_template": smpl.v_template[support],
+            "regressor_shapedirs": smpl.shapedirs[support],
         }
         for name, value in buffers.items():
             self.register_buffer(name, value.detach().clone(), persistent=False)
+        self.register_buffer("joints_template", torch.empty(0), persistent=False)
+        self.register_buffer("joints_shapedirs", torch.empty(0), persistent=False)
+        self._regress_joints()
         self.level = level
+
+    @torch.no_grad()
+    def _regress_joints(self) -> None:
+        """joints_template (24, 3) and joints_shapedirs (24, 3, K): summed in float64, stored in v_template's dtype."""
+        regressor = self.regressor_columns.double()
+        dtype = self.v_template.dtype
+        self.joints_template = (regressor @ self.regressor_v_template.double()).to(dtype)
+        self.joints_shapedirs = torch.einsum("js,skl->jkl", regressor, self.regressor_shapedirs.double()).to(dtype)
+
+    def _apply(self, fn, recurse: bool = True):
+        """Module conversions (``.to``, ``.double``, ``.cuda``, ...) convert the buffers, then the joint
+        regression is summed again from the converted sources (no float32 rounding survives a ``.double()``)."""
+        super()._apply(fn, recurse)
+        self._regress_joints()
+        return self
 
     @property
     def num_vertices(self) -> int:
         return int(self.vertex_index.numel())
 
     def forward(self, betas: Tensor, rotmats: Tensor) -> Tensor:
+        """(B, 10), (B, 24, 3, 3) root first -> (B, N, 3) posed vertices of the level (no translation)."""
         if rotmats.dim() != 4 or rotmats.shape[1:] != (24, 3, 3):
             raise ValueError(f"rotmats must have shape (B, 24, 3, 3), got {tuple(rotmats.shape)}")
         dt = betas.dtype

@@ -6,7 +6,9 @@ detected joints (red crosses, size by score), the part mask tinted (sources with
 evaluation sets, every 8th ground-truth vertex re-projected with the stored camera and the inverse of
 ``crop_to_image`` (blue dots): a check that images and annotations agree.
 
-    python -m datamodules.synthetic.preview --data data/synthetic --out outputs/synthetic_preview.png
+``make preview-data`` runs
+
+    python -m cli.preview_data --data data/synthetic --out outputs/synthetic_preview.png
 """
 from __future__ import annotations
 
@@ -17,12 +19,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from body.cli import run_cli
-from body.errors import UserError
 from body.render import label_image, part_palette, save_png
 from datamodules.sample import Sample
 from datamodules.shards import read_shard
 from datamodules.synthetic.placement import image_to_crop, project
+from runtime.cli import run_cli
+from runtime.errors import UserError
 
 
 def _overlay(sample: Sample) -> np.ndarray:
@@ -81,7 +83,7 @@ def contact_sheet(data: str | Path, per_source: int = 4, tile: int = 256) -> np.
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m datamodules.synthetic.preview", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m cli.preview_data", description=__doc__.splitlines()[0])
     p.add_argument("--data", default="data/synthetic")
     p.add_argument("--out", default="outputs/synthetic_preview.png")
     p.add_argument("--per-source", type=int, default=4)

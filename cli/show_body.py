@@ -4,38 +4,26 @@ Row 1-2: rest pose, everyday poses and shapes, shaded, front and side. Row 3: th
 the skeleton's joints and bones. Row 4: the three mesh levels, the IUV map (I, U, V as colour), the
 LSP 6-part map and the silhouette.
 
-    python -m body.show [body=smpl body.smpl_dir=...] [out=outputs/body_sheet.png]
+    python -m cli.show_body [body=smpl body.smpl_dir=...] [out=outputs/body_sheet.png]
 """
 from __future__ import annotations
 
-import math
 import sys
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from body.cli import run_cli
 from body.joints import SMPL_PARENTS
 from body.model import BodyModel
 from body.poses import named_pose
 from body.raster import rasterize
 from body.render import screen_coordinates as to_screen
-from body.render import colorize_labels, iuv_map, label_image, part_palette, save_png, shade, silhouette, to_uint8_image
-from body.rotations import axis_angle_to_rotmat
+from body.render import (camera_view, colorize_labels, iuv_map, label_image, part_palette, save_png, shade,
+                         silhouette, to_uint8_image)
+from runtime.cli import run_cli
 
 SKIN = torch.tensor([0.86, 0.70, 0.60])
-
-
-def camera_view(verts: torch.Tensor, yaw_deg: float, distance: float = 8.0) -> torch.Tensor:
-    """Body frame (y up, facing +z) -> camera frame (y down, looking along +z) facing the camera,
-    turned by ``yaw_deg`` about the vertical axis, centred and pushed to ``distance``. (B, V, 3)."""
-    flip = axis_angle_to_rotmat(torch.tensor([math.pi, 0.0, 0.0]))
-    yaw = axis_angle_to_rotmat(torch.tensor([0.0, math.radians(yaw_deg), 0.0]))
-    rot = (flip @ yaw).to(verts.dtype)
-    v = verts @ rot.T
-    centre = 0.5 * (v.amax(1, keepdim=True) + v.amin(1, keepdim=True))
-    return v - centre + torch.tensor([0.0, 0.0, distance], dtype=v.dtype)
 
 
 def _draw_skeleton(img: np.ndarray, joints_px: np.ndarray) -> np.ndarray:
@@ -77,7 +65,7 @@ def body_sheet(model: BodyModel, size: int = 256) -> np.ndarray:
     screen = to_screen(v, size, focal)
     vs, js = screen[:, : model.num_vertices], screen[:, model.num_vertices :]
     frags = rasterize(vs, faces, (size, size))
-    part_faces = torch.as_tensor(model.assets.part24, dtype=torch.long)[faces].mode(1).values + 1
+    part_faces = model.vertex_part24[faces].mode(1).values + 1
     pal = part_palette(24)
     labels = torch.where(frags.pix_to_face >= 0, part_faces[frags.pix_to_face.clamp_min(0)], 0)
     parts = colorize_labels(labels, pal)
@@ -88,18 +76,18 @@ def body_sheet(model: BodyModel, size: int = 256) -> np.ndarray:
     cells = []
     rest = out.vertices[:1]
     for level in range(3):
-        lv = model.hierarchy.downsample(rest, 0, level)
-        f = model.hierarchy.faces(level)
+        lv = model.mesh_hierarchy.downsample(rest, 0, level)
+        f = model.mesh_hierarchy.faces(level)
         cv = camera_view(lv, 20.0)
         fr = rasterize(to_screen(cv, size, focal), f, (size, size))
         rgb, alpha = shade(fr, f, cv, torch.tensor([0.55, 0.7, 0.9]).expand(lv.shape[1], 3))
         cells.append(label_image(to_uint8_image((rgb + bg * (1 - alpha))[0]), f"level {level}: {lv.shape[1]} vertices"))
     cv = camera_view(rest, 0.0)
     fr = rasterize(to_screen(cv, size, focal), faces, (size, size))
-    iuv = iuv_map(fr, faces, torch.as_tensor(model.assets.iuv, dtype=torch.float32))
+    iuv = iuv_map(fr, faces, model.vertex_iuv.float())
     iuv_rgb = torch.stack([iuv[:, 0] / 24.0, iuv[:, 1], iuv[:, 2]], 1)
     cells.append(label_image(to_uint8_image(iuv_rgb[0]), "IUV (R=I/24, G=U, B=V)"))
-    lsp_faces = torch.as_tensor(model.assets.part_lsp6, dtype=torch.long)[faces].mode(1).values
+    lsp_faces = model.vertex_part_lsp6[faces].mode(1).values
     lsp = torch.where(fr.pix_to_face >= 0, lsp_faces[fr.pix_to_face.clamp_min(0)], 0)
     cells.append(label_image(to_uint8_image(colorize_labels(lsp, part_palette(6))[0] + bg[0] * (lsp[0] == 0)), "LSP 6 parts"))
     sil = silhouette(fr)[0]

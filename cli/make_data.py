@@ -1,18 +1,18 @@
-"""``python -m datamodules.synthetic``: generate the synthetic data set (``make data``).
+"""``python -m cli.make_data``: generate the synthetic data set (``make data``).
 
-    python -m datamodules.synthetic --out data/synthetic --seed 0 --size 1.0 [--workers N]
-                                    [--body open|smpl] [--smpl-dir DIR]
+    python -m cli.make_data --out data/synthetic --seed 0 --size 1.0 [--workers N]
+                            [--body open|smpl] [--smpl-dir DIR]
 
-Skips the work when ``<out>/manifest.json`` already describes the same seed, size and body; errors are
-one line (exit status 2).
+The generator is :mod:`datamodules.synthetic`. Skips the work when ``<out>/manifest.json`` already
+describes the same seed, size and body; errors are one line (exit status 2).
 """
 from __future__ import annotations
 
 import argparse
 import os
 
-from body.cli import run_cli
 from datamodules.synthetic.dataset import generate
+from runtime.cli import run_cli
 
 
 def default_workers() -> int:
@@ -25,7 +25,7 @@ def default_workers() -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m datamodules.synthetic", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m cli.make_data", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="data/synthetic", help="output folder (default: data/synthetic)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--size", type=float, default=1.0,

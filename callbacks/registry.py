@@ -1,0 +1,66 @@
+"""The callbacks a run uses, by the names its config lists (``callbacks:`` in configs/train.yaml and in a
+model config, e.g. BiGraph's ``gt_joint_mixing``).
+
+Each factory takes the composed training config, the run directory and the LightningModule (its
+evaluation sets and their protocols), and returns a Lightning callback built from the config's values
+(defaults live in the YAML).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import pytorch_lightning as pl
+
+from runtime.errors import UserError
+
+
+def checkpoint_monitor(module: pl.LightningModule) -> tuple[str | None, str]:
+    """The metric best checkpoints are chosen by, and its mode: the first evaluation set's primary metric
+    (``lightning_modules.evaluation.primary_metric``: PA-MPJPE of the final mesh for 3D sets, BiGraph's
+    ``pa_mpjpe_np``), or None without evaluation sets."""
+    from lightning_modules.evaluation import primary_metric
+
+    if not module.eval_sets:
+        return None, "min"
+    key, mode = primary_metric(module.evaluators[0].protocol, module.final_mesh_suffix)
+    return f"val/{module.eval_sets[0]}/{key}", mode
+
+
+def checkpointing(cfg: Mapping[str, Any], run_dir: Path, module: pl.LightningModule) -> pl.Callback:
+    """``last.ckpt`` plus the best checkpoint by :func:`checkpoint_monitor` (none without evaluation sets)."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    monitor, mode = checkpoint_monitor(module)
+    return ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True, monitor=monitor, mode=mode,
+                           save_top_k=1 if monitor else 0, filename="best-{epoch:03d}")
+
+
+def gt_joint_mixing(cfg: Mapping[str, Any], run_dir: Path, module: pl.LightningModule) -> pl.Callback:
+    """BiGraph's ground-truth share of RoI joints, from ``model.gt_joint_ratio`` at epoch 0 to 0 at the last."""
+    from callbacks.gt_joint_mixing import GTJointMixing
+
+    return GTJointMixing(start=float(cfg["model"]["gt_joint_ratio"]))
+
+
+CALLBACKS: dict[str, Callable[[Mapping[str, Any], Path, pl.LightningModule], pl.Callback]] = {
+    "checkpoint": checkpointing,
+    "gt_joint_mixing": gt_joint_mixing,
+}
+
+
+def callback_names(cfg: Mapping[str, Any]) -> list[str]:
+    """The run's callbacks: the training config's list, then the model config's, each name once."""
+    names: list[str] = []
+    for where, listed in (("callbacks", cfg.get("callbacks")), ("model.callbacks", cfg["model"].get("callbacks"))):
+        for name in listed or []:
+            if name not in CALLBACKS:
+                raise UserError(f"{where}: unknown callback {name!r}; valid choices are {', '.join(CALLBACKS)}")
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def build_callbacks(cfg: Mapping[str, Any], run_dir: Path, module: pl.LightningModule) -> dict[str, pl.Callback]:
+    """name -> callback for every callback the config lists (:func:`callback_names`)."""
+    return {name: CALLBACKS[name](cfg, run_dir, module) for name in callback_names(cfg)}

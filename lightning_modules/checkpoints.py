@@ -1,0 +1,64 @@
+"""Reading checkpoints: untrusted input, loaded as weights and plain data only.
+
+Checkpoints are downloaded and shared, and a pickle can run code when it is loaded. Every loader of the
+suite (``make eval``, resuming ``make train``) reads them with ``torch.load(..., weights_only=True)``, which
+accepts tensors and plain containers (dicts, lists, tuples, strings, numbers, None) and refuses anything
+else before it runs. The suite's own checkpoints hold only such data: ``MeshRecoveryModule`` saves its
+configs as plain containers (``save_hyperparameters`` of the dicts ``OmegaConf.to_container`` returns), and
+Lightning's loop, optimiser and callback states are plain too. A file that needs more is refused in one line.
+"""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from runtime.errors import UserError
+
+HINT = "a checkpoint of make train, e.g. outputs/runs/bigraph-synthetic/checkpoints/last.ckpt"
+
+
+def plain_data(value: Any, where: str = "hyper-parameters") -> Any:
+    """``value`` as plain containers (dict, list, str, int, float, bool, None), what a weights-only load
+    reads back: mappings (omegaconf's included) become dicts, sequences lists, enums their names; anything
+    else raises ``TypeError`` naming where it was."""
+    from enum import Enum
+
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    if isinstance(value, (DictConfig, ListConfig)):
+        value = OmegaConf.to_container(value, resolve=True)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Enum):
+        return value.name
+    if isinstance(value, Mapping):
+        return {str(k): plain_data(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_data(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    raise TypeError(f"{where}: {type(value).__name__} is not plain data (a checkpoint must load weights-only)")
+
+
+def read_checkpoint(path: str | Path, what: str = "ckpt") -> dict[str, Any]:
+    """The checkpoint's dictionary, loaded weights-only on the CPU.
+
+    Raises a one-line ``UserError`` for a missing file, a file that is no checkpoint, or one that needs
+    more than tensors and plain containers to load (nothing in it runs).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what}={path}: no such file ({HINT})")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{what}={path}: refused, it holds more than tensors and plain containers and could run "
+                        f"code when loaded ({first[:160]}); only weights-only checkpoints are read") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise UserError(f"{what}={path}: not a readable checkpoint ({type(err).__name__}: "
+                        f"{str(err).strip().splitlines()[0][:160] if str(err).strip() else ''}); expected {HINT}") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise UserError(f"{what}={path}: not a checkpoint of make train (no weights); expected {HINT}")
+    return ckpt
