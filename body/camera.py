@@ -15,7 +15,9 @@ Pixel coordinates are continuous: pixel i covers [i, i + 1) and its centre is at
 of width W spans [0, W] and a horizontal flip is x -> W - x. Normalised coordinates map the crop's
 edges to -1 and +1:  x_norm = 2 x / res - 1,  which is ``torch.nn.functional.grid_sample``'s
 ``align_corners=False`` convention and makes a flip x_norm -> -x_norm. (cv2.warpAffine uses the
-pixel-centre-at-integer convention; the difference is half a pixel.)
+pixel-centre-at-integer convention; the difference is half a pixel.) PyMAF's point features read feature
+maps at these normalised points with ``align_corners=True`` (its ``MAF_Extractor``; the suite's
+``lightning_modules/nets/mesh_aligned.py`` does the same), i.e. -1 / +1 on the border pixels' centres.
 
 Crops (SPIN): square, centred at ``center`` (x, y) in original-image pixels, side 200 * scale pixels,
 resampled to out_res x out_res. A positive ``rotation_deg`` rotates the image content

@@ -19,7 +19,8 @@ from body.raster import Fragments, interpolate_vertex_attributes, rasterize
 from body.rotations import axis_angle_to_rotmat
 
 __all__ = [
-    "silhouette", "vertex_labels_to_face_labels", "face_labels_map", "face_labels_image", "iuv_map", "vertex_normals", "shade",
+    "silhouette", "vertex_labels_to_face_labels", "face_labels_map", "face_labels_image", "iuv_map", "face_iuv_map",
+    "vertex_normals", "shade",
     "overlay", "part_palette", "colorize_labels", "to_uint8_image", "label_image", "save_png",
 ]
 
@@ -109,7 +110,8 @@ def face_labels_image(screen: Tensor, faces: Tensor, face_labels: Tensor, height
 
 
 def iuv_map(fragments: Fragments, faces: Tensor, vertex_iuv: Tensor) -> Tensor:
-    """DensePose-style IUV image (PyMAF's auxiliary target).
+    """DensePose-style IUV image with U, V interpolated over each face (pictures; PyMAF's training target, flat
+    per face on a chart-split mesh, is :func:`face_iuv_map`).
 
     Args:
         fragments: (B, H, W) fragments.
@@ -125,6 +127,25 @@ def iuv_map(fragments: Fragments, faces: Tensor, vertex_iuv: Tensor) -> Tensor:
     i_map = face_labels_map(fragments, face_i, background=0).to(vertex_iuv.dtype)  # (B, H, W)
     uv = interpolate_vertex_attributes(fragments, faces, vertex_iuv[:, 1:])  # (B, H, W, 2)
     return torch.cat([i_map[:, None], uv.permute(0, 3, 1, 2)], dim=1)
+
+
+def face_iuv_map(fragments: Fragments, face_iuv: Tensor) -> Tensor:
+    """PyMAF's IUV target image: every pixel takes the (I, U, V) of its visible face, one value per face.
+
+    PyMAF's ``IUV_Renderer`` gives each face of DensePose's chart-split mesh a single texel, (part / 24, mean
+    U, mean V) of its corners (``body.iuv_mesh.IUVMesh.face_iuv``), and renders without anti-aliasing or
+    lighting: the image is that flat per-face colour. Here I stays the part number.
+
+    Args:
+        fragments: (B, H, W) fragments of the chart-split mesh (``BodyModel.iuv_faces``).
+        face_iuv: (F, 3) columns part index 1..24, U, V (``BodyModel.iuv_face_iuv``).
+    Returns:
+        (B, 3, H, W) in ``face_iuv``'s dtype: part index, U, V of the face under each pixel; zeros on background.
+    """
+    p2f = fragments.pix_to_face
+    values = face_iuv.to(p2f.device)[p2f.clamp(min=0)]                       # (B, H, W, 3)
+    values = torch.where((p2f >= 0)[..., None], values, torch.zeros((), dtype=values.dtype, device=p2f.device))
+    return values.permute(0, 3, 1, 2)
 
 
 def vertex_normals(verts: Tensor, faces: Tensor) -> Tensor:

@@ -5,7 +5,10 @@ Network: ``nets.pymaf_net.PyMAFNet`` with the config's switches (``feedback``, `
 level (``parametric``; PyMAF's code supervises each level), plus the auxiliary IUV terms on samples with SMPL
 ground truth: the ground-truth IUV map is rendered at the head's resolution (56 x 56) from the ground-truth
 mesh, placed with the translation that best projects its joints onto the ground-truth 2D keypoints
-(f = 5000, principal point at the crop centre; SPIN's ``estimate_translation``), as PyMAF's code does.
+(f = 5000, principal point at the crop centre; SPIN's ``estimate_translation``, whose least squares weight
+each joint's residuals by the square root of its confidence), as PyMAF's code does. The mesh rendered is the
+body's chart-split IUV mesh (``body/iuv_mesh.py``: DensePose's charts when ``UV_Processed.mat`` is found,
+else the suite's), one flat (I, U, V) per face as PyMAF's ``IUV_Renderer``.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from torch import Tensor, nn
 
 from body.camera import FOCAL_LENGTH, estimate_translation, normalized_to_pixels
 from body.raster import rasterize
-from body.render import iuv_map
+from body.render import face_iuv_map
 from lightning_modules.base import MeshRecoveryModule
 from lightning_modules.decoding import BodyDecoder
 from lightning_modules.hmr import build_backbone
@@ -32,21 +35,28 @@ def render_gt_iuv(body, vertices: Tensor, joints: Tensor, keypoints_2d: Tensor, 
     Args:
         vertices: (B, V, 3) body-model vertices without translation; joints: (B, 24, 3) their SPIN-24 joints.
         keypoints_2d: (B, 24, 3) ground-truth 2D joints, normalised crop coordinates + confidence.
+    Returns:
+        channel 0 the part index (0 background), 1 and 2 U and V (``body.render.face_iuv_map``).
+
+    The translation weights each joint's residuals by sqrt(confidence), as PyMAF's ``estimate_translation_np``
+    (``W = diag(sqrt(conf))`` on the rows of its linear system).
     """
     pixels = normalized_to_pixels(keypoints_2d[..., :2], img_res)
     centre = torch.full((vertices.shape[0], 2), img_res / 2.0, dtype=vertices.dtype, device=vertices.device)
-    transl = estimate_translation(joints, pixels, FOCAL_LENGTH, centre, keypoints_2d[..., 2])
-    cam_pts = vertices + transl[:, None]
+    weights = keypoints_2d[..., 2].clamp(min=0).sqrt()
+    transl = estimate_translation(joints, pixels, FOCAL_LENGTH, centre, weights)
+    cam_pts = (vertices + transl[:, None])[:, body.iuv_vertex_map]           # the chart-split mesh's vertices
     k = out_res / img_res  # the same camera at the head's resolution
     xy = FOCAL_LENGTH * k * cam_pts[..., :2] / cam_pts[..., 2:3] + out_res / 2.0
-    frags = rasterize(torch.cat([xy, cam_pts[..., 2:]], -1), body.faces, (out_res, out_res))
-    vertex_iuv = body.vertex_iuv.to(dtype=vertices.dtype, device=vertices.device)
-    return iuv_map(frags, body.faces, vertex_iuv)
+    frags = rasterize(torch.cat([xy, cam_pts[..., 2:]], -1), body.iuv_faces, (out_res, out_res))
+    return face_iuv_map(frags, body.iuv_face_iuv.to(dtype=vertices.dtype, device=vertices.device))
 
 
 class PyMAFLoss(ParametricLoss):
-    """The parametric terms of every level plus, with the auxiliary head, ``iuv_index`` and ``iuv_uv``
-    against the ground-truth IUV map (module docstring) on samples with SMPL ground truth."""
+    """The parametric terms of every level plus, with the auxiliary head, ``iuv_index`` (part index cross
+    entropy), ``iuv_coarse`` (15-class coarse-part cross entropy) and, with U / V, ``iuv_uv`` (the U and V smooth
+    L1 sums, added) against the ground-truth IUV map (module docstring) on samples with SMPL ground truth;
+    ``nets.iuv_head.iuv_losses`` has the reductions. PyMAF's weights: 1, 1, 0.5."""
 
     def terms(self, batch: Mapping[str, Any], prediction: Prediction, decoder: BodyDecoder) -> dict[str, Tensor]:
         terms = super().terms(batch, prediction, decoder)
@@ -57,8 +67,10 @@ class PyMAFLoss(ParametricLoss):
                 res = prediction.iuv["index"].shape[-1]
                 gt_iuv = render_gt_iuv(decoder.body, gt["vertices"], gt["joints_3d"], batch["keypoints_2d"][:, 25:],
                                        decoder.img_res, res)
-            aux = iuv_losses(prediction.iuv, gt_iuv, valid)
+            aux = iuv_losses(prediction.iuv, gt_iuv, valid, decoder.body.iuv_coarse_of_part)
             terms["iuv_index"] = aux["index"]
+            if "coarse" in aux:
+                terms["iuv_coarse"] = aux["coarse"]
             if "u" in aux:
                 terms["iuv_uv"] = aux["u"] + aux["v"]
         return terms
@@ -69,7 +81,8 @@ class PyMAFModule(MeshRecoveryModule):
         c = self.model_cfg
         return PyMAFNet(build_backbone(c), self.body, n_levels=int(c["n_levels"]), feedback=str(c["feedback"]),
                         pyramid=bool(c["pyramid"]), aux=str(c["aux"]), init_features=c["init_features"],
-                        deconv_channels=int(c["deconv_channels"]), mesh_forward=str(c["mesh_forward"]))
+                        deconv_channels=int(c["deconv_channels"]), mesh_forward=str(c["mesh_forward"]),
+                        regressor_input=str(c["regressor_input"]))
 
     def build_loss(self) -> ModelLoss:
         return PyMAFLoss(self.model_cfg, supervise="all")   # PyMAF's code supervises every level

@@ -2,10 +2,16 @@
 
     phi_p = concat_{x in X} f(phi_s(x))
 
-Points are normalised crop coordinates in [-1, 1] (x right, y down; ``body.camera``'s convention, the one
-``grid_sample`` reads with ``align_corners=False``: -1 and +1 are the outer edges of the border pixels).
-Sampling pads with zeros outside the map (``grid_sample``'s default, as PyMAF), so a point on the crop's
-edge reads half the border pixel and a point outside reads zeros.
+Points are normalised crop coordinates (x right, y down): the 21 x 21 grid ``linspace(-1, 1, 21)`` on both
+axes, or the mesh vertices projected with the f = 5000 camera and divided by img_res / 2
+(``body.camera.project_to_normalized_crop``, PyMAF's ``projection``). They are read with ``grid_sample``'s
+``align_corners=True``, as PyMAF's ``MAF_Extractor.sampling`` does: -1 and +1 are the CENTRES of the border
+pixels, so the grid's corner points read the corner pixels exactly and the 21 grid lines span the map's
+pixel centres. (``body.camera``'s own pixel convention puts -1 / +1 on the crop's outer edges, i.e.
+``align_corners=False``; PyMAF samples its feature maps the other way, and this module follows PyMAF: on an
+H-pixel map a point lands (H - 1) / H as far from the centre as a pixel-edge reading would put it.)
+Sampling pads with zeros outside the map (``grid_sample``'s default, as PyMAF), so a point beyond -1 / +1
+blends the border pixel with zeros and reads zeros from one pixel outside on.
 
 The point MLP follows PyMAF's ``MAF_Extractor.reduce_dim`` (itself from PIFu's SurfaceClassifier): 1x1
 layers C -> 128 -> 64 -> 5 where every layer after the first ALSO reads the C-dimensional input feature
@@ -29,7 +35,9 @@ MLP_DIMS = (128, 64, 5)
 def grid_points(size: int = GRID_SIZE, dtype: torch.dtype = torch.float32,
                 device: torch.device | str | None = None) -> Tensor:
     """Uniform grid over the whole crop: (size * size, 2) normalised (x, y), x = linspace(-1, 1)[i],
-    y = linspace(-1, 1)[j] for point i * size + j (PyMAF's ``points_grid`` order: x slow, y fast)."""
+    y = linspace(-1, 1)[j] for point i * size + j (PyMAF's ``points_grid``: ``meshgrid`` with "ij" indexing of
+    two ``linspace(-1, 1, 21)``, x slow, y fast). Read with ``align_corners=True`` (``sample_points``), the
+    first and last lines lie on the border pixels' centres."""
     line = torch.linspace(-1.0, 1.0, size, dtype=dtype, device=device)
     xs, ys = torch.meshgrid(line, line, indexing="ij")
     return torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=-1)
@@ -42,14 +50,16 @@ def sample_points(feature: Tensor, points: Tensor) -> Tensor:
         feature: (B, C, H, W).
         points: (B, N, 2) normalised (x, y).
     Returns:
-        (B, N, C); zeros contribute outside the map (``padding_mode="zeros"``, ``align_corners=False``).
+        (B, N, C). ``align_corners=True`` (PyMAF's ``MAF_Extractor.sampling``): x = -1 / +1 is the centre of
+        the first / last pixel column, pixel i's centre is at -1 + 2 i / (W - 1); zeros contribute outside
+        the map (``padding_mode="zeros"``).
     """
     if feature.dim() != 4:
         raise ValueError(f"feature must have shape (B, C, H, W), got {tuple(feature.shape)}")
     if points.dim() != 3 or points.shape[-1] != 2 or points.shape[0] != feature.shape[0]:
         raise ValueError(f"points must have shape (B, N, 2) with B = {feature.shape[0]}, got {tuple(points.shape)}")
     out = F.grid_sample(feature, points.to(feature.dtype).unsqueeze(2), mode="bilinear",
-                        padding_mode="zeros", align_corners=False)       # (B, C, N, 1)
+                        padding_mode="zeros", align_corners=True)       # (B, C, N, 1)
     return out[..., 0].transpose(1, 2)
 
 

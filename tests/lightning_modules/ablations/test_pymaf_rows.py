@@ -26,14 +26,18 @@ PYMAF_PLAN = {
     "pymaf_t4_grid_pyramid": (["grid"] * 3, PYRAMID_SIDES, [0, 1, 2]),
     "pymaf_t4_mesh_aligned_pyramid": (["grid", "mesh", "mesh"], PYRAMID_SIDES, [0, 1, 2]),
     "pymaf_t5_part_seg": (["grid", "mesh", "mesh"], PYRAMID_SIDES, [0, 1, 2]),
+    "pymaf_t5_part_seg_input": (["grid", "mesh", "mesh"], FLAT_SIDES, [0, 1, 2]),     # the 56 x 56 prediction
+    "pymaf_t5_part_seg_masked": (["grid", "mesh", "mesh"], PYRAMID_SIDES, [0, 1, 2]),
     "pymaf_t5_dense_corr": (["grid", "mesh", "mesh"], PYRAMID_SIDES, [0, 1, 2]),
+    "pymaf_t5_dense_corr_input": (["grid", "mesh", "mesh"], FLAT_SIDES, [0, 1, 2]),
     "pymaf_t6_mean_pose_mesh": (["mesh", "mesh", "mesh"], PYRAMID_SIDES, [0, 1, 2]),
     "pymaf_t6_grid_points": (["grid", "mesh", "mesh"], PYRAMID_SIDES, [0, 1, 2]),
 }
-# Auxiliary head outputs (training mode) and loss terms.
+# Auxiliary head outputs (training mode) and loss terms (at least these; the head may add more outputs and
+# PyMAFLoss more "iuv_" terms).
 PYMAF_AUX = {name: ({"index", "u", "v"}, {"iuv_index", "iuv_uv"}) for name in PYMAF_ROWS}
 PYMAF_AUX.update({name: (None, set()) for name in PYMAF_ROWS if name.startswith("pymaf_t4")})
-PYMAF_AUX["pymaf_t5_part_seg"] = ({"index"}, {"iuv_index"})
+PYMAF_AUX.update({name: ({"index"}, {"iuv_index"}) for name in PYMAF_ROWS if name.startswith("pymaf_t5_part_seg")})
 PARAMETRIC_TERMS = {"keypoints_2d", "joints_3d", "pose", "betas", "cam"}
 
 
@@ -163,28 +167,29 @@ def test_pymaf_non_pyramidal_rows_supervise_every_iteration(data, name):
 
 
 def independent_iuv_terms(module, batch, iuv: dict) -> dict:
-    """PyMAF's auxiliary losses recomputed on the samples with SMPL ground truth: cross entropy of the
-    part index, and smooth-L1 (sum over foreground pixels / samples) of U and V at the true part."""
+    """PyMAF's auxiliary losses (its ``body_uv_losses``) recomputed on the samples with SMPL ground truth: cross
+    entropies (means) of the part index and of the 15 coarse classes, and smooth-L1 of U and V at the true
+    part's channel (channel 0, target 0, on background) summed over the pixels / the FULL batch size."""
     valid = batch["has_smpl"].bool()
     with torch.no_grad():
         gt_mesh = module.decoder.ground_truth_mesh(batch)
         gt = render_gt_iuv(module.body, gt_mesh["vertices"], gt_mesh["joints_3d"], batch["keypoints_2d"][:, 25:],
                            224, iuv["index"].shape[-1])[valid]
     index = gt[:, 0].round().long()
-    out = {"iuv_index": F.cross_entropy(iuv["index"][valid], index)}
+    out = {"iuv_index": F.cross_entropy(iuv["index"][valid], index),
+           "iuv_coarse": F.cross_entropy(iuv["coarse"][valid], module.body.iuv_coarse_of_part[index])}
     if "u" in iuv:
-        fg = index > 0
-        part = (index - 1).clamp(min=0)[:, None]
         uv = 0.0
         for key, channel in (("u", 1), ("v", 2)):
-            at_part = iuv[key][valid].gather(1, part)[:, 0]
-            uv = uv + F.smooth_l1_loss(at_part[fg], gt[:, channel][fg], reduction="sum", beta=1.0)
-        out["iuv_uv"] = 0.5 * uv / int(valid.sum())
+            at_part = iuv[key][valid].gather(1, index[:, None])[:, 0]
+            uv = uv + F.smooth_l1_loss(at_part, gt[:, channel] * (index > 0), reduction="sum", beta=1.0)
+        out["iuv_uv"] = 0.5 * uv / valid.shape[0]
     assert bool((index > 0).any()) and bool((index == 0).any())   # the test sees both classes
     return out
 
 
-@pytest.mark.parametrize("name", ["pymaf_t4_mesh_aligned_pyramid", "pymaf_t5_part_seg", "pymaf_t5_dense_corr"])
+@pytest.mark.parametrize("name", ["pymaf_t4_mesh_aligned_pyramid", "pymaf_t5_part_seg", "pymaf_t5_dense_corr",
+                                  "pymaf_t5_part_seg_input", "pymaf_t5_dense_corr_input"])
 def test_pymaf_aux_supervision(data, name):
     """aux none / part_seg / iuv: the head's outputs in training (none in validation) and the loss terms,
     recomputed independently."""
@@ -194,12 +199,13 @@ def test_pymaf_aux_supervision(data, name):
     torch.manual_seed(0)
     out = module(batch)
     terms = module.criterion(batch, out, module.decoder)
-    assert set(terms) == PARAMETRIC_TERMS | aux_terms
+    assert PARAMETRIC_TERMS | aux_terms <= set(terms)
+    assert all(k.startswith("iuv_") for k in set(terms) - PARAMETRIC_TERMS)
     if keys is None:
-        assert out.iuv is None and module.net.iuv_head is None
+        assert out.iuv is None and module.net.iuv_head is None and set(terms) == PARAMETRIC_TERMS
         assert not any(n.startswith("net.iuv_head") for n, _ in module.named_parameters())
     else:
-        assert set(out.iuv) == keys
+        assert keys <= set(out.iuv) and ("u" in out.iuv) == ("u" in keys)
         for key, value in independent_iuv_terms(module, batch, out.iuv).items():
             torch.testing.assert_close(terms[key], value, rtol=1e-4, atol=1e-6)
     assert run_eval(module, batch).iuv is None
