@@ -1,9 +1,14 @@
 """``hmr``: the papers' Baseline, HMR's iterative regressor on ResNet-50's global feature (SPIN's setting).
 
-Network: ``nets.regressor.HMRNet`` (3 IEF iterations of one regressor, 6D pose). Loss: the parametric
-terms (``parametric.ParametricLoss``) of every iteration or the last (``model.supervise``), weighted by
-``model.loss_weights`` (PyMAF's code's weights by default, so the Baseline and PyMAF differ only in their
-networks).
+Network: ``nets.regressor.HMRNet`` (3 IEF iterations of one regressor, 6D pose, gradients through the
+iterations, as SPIN's and PyMAF's ``models/hmr.py``). Loss: the parametric terms (``parametric.ParametricLoss``)
+of the final estimate only (``model.supervise: last``, as PyMAF's trainer treats its ``hmr`` regressor:
+``len_loop = 1``), weighted by ``model.loss_weights`` (PyMAF's code's weights, so the Baseline and PyMAF
+differ only in their networks). ``supervise: all`` supervises every iteration instead (in neither paper).
+
+PyMAF's Table 4 row "Global" (no pyramid, 1 regressor, each iteration supervised) is not this model but the
+``pymaf_t4_global`` ablation row of ``pymaf``: the same forward with the same weights, its estimates detached
+between iterations and each one supervised (``tests/lightning_modules/ablations/test_baseline.py``).
 """
 from __future__ import annotations
 

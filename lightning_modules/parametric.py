@@ -4,13 +4,14 @@ A model's loss is a callable ``loss(batch, prediction, decoder) -> {term: weight
 optimised, each term is logged): ``ModelLoss`` computes the unweighted ``terms`` and multiplies each by its
 weight in ``model.loss_weights``; a term with weight 0 is dropped, a term without a weight is an error.
 
-Parametric terms (HMR, PyMAF, BiGraph's SMPL branch), summed over iterations.
+Parametric terms (HMR, PyMAF, BiGraph's SMPL branch), summed over the supervised estimates.
 
 SPIN's / PyMAF's set, per estimate: 2D keypoints (confidence-weighted MSE on the 49 keypoints, OpenPose
 part weighted by ``openpose_weight``), 3D joints (hip-centred, on samples with ``has_3d``), SMPL pose
 (MSE on rotation matrices) and betas (MSE) on samples with ``has_smpl``, and the camera-scale term
-exp(-10 s)^2. PyMAF's code adds each level's terms (every level is supervised); HMR's IEF iterations are
-supervised the same way here (``supervise="all"``) or only at the last one (``"last"``).
+exp(-10 s)^2. PyMAF's code adds each level's terms (every level is supervised: ``supervise="all"``); its
+trainer supervises the HMR Baseline's final estimate only (``len_loop = 1``: ``supervise="last"``, the ``hmr``
+model's default; its gradients still reach the earlier iterations through the later ones).
 """
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ class ModelLoss:
 
 class ParametricLoss(ModelLoss):
     """:func:`parametric_terms` with ``model.openpose_weight``, of every estimate (``supervise="all"``, PyMAF's
-    code) or only the last (HMR's ``model.supervise`` chooses)."""
+    levels) or only the last (``"last"``, the HMR Baseline; ``hmr``'s ``model.supervise`` chooses)."""
 
     def __init__(self, model_cfg: Mapping[str, Any], supervise: str = "all"):
         super().__init__(model_cfg)
@@ -77,6 +78,7 @@ def parametric_terms(decode, batch: Mapping[str, Any], estimates, openpose_weigh
         batch: the batch (``keypoints_2d`` (B, 49, 3) normalised, ``joints_3d`` (B, 24, 4), ``pose``,
             ``betas``, ``has_smpl``, ``has_3d``).
         estimates: per-iteration ``Estimate`` s.
+        supervise: "all" sums the terms of every estimate, "last" takes the final estimate's only.
     """
     if supervise not in SUPERVISE:
         raise ValueError(f"supervise must be one of {SUPERVISE}, got {supervise!r}")

@@ -6,7 +6,7 @@
     level t = 0 .. T-1:  X_t = 21 x 21 grid (t = 0) or the projection of the current mesh down-sampled twice
                          (431 vertices, t > 0); phi_t = PointFeatures_t(map_t, X_t)   (5 x |X_t| numbers)
                          Theta_{t+1} = Theta_t + R_t(phi_t, Theta_t), Theta_t DETACHED (PyMAF's code)
-    auxiliary head on the 56 x 56 map, training only (``iuv_head``).
+    auxiliary head on the 56 x 56 map (``iuv_head``): training only, unless the regressors read its output.
 
 With T levels the maps are the last T of (14, 28, 56), so the last level always reads the 56 x 56 map
 (PyMAF's code: with N_ITER = 1 the three deconvolutions form one block, with 2 the first two do).
@@ -14,12 +14,18 @@ Each level has its own point MLP and regressor (PyMAF's ``maf_extractor`` and ``
 
 Ablation switches (the paper's Tables 4-6):
   feedback      "mesh_aligned" (PyMAF) | "grid" (every level samples the 21 x 21 grid of its map) |
-                "global" (every level reads the average-pooled c5 feature, as HMR).
+                "global" (every level reads the average-pooled c5 feature, as HMR; with pyramid=False this is
+                HMR's network, its estimates detached between iterations: Table 4's "Global" row, whereas the
+                Baseline, ``nets.regressor.HMRNet``, keeps the gradient through them).
   pyramid       True: level t reads map t and has its own MLP and regressor. False (Table 4's "non-pyramidal"
                 rows): every level reads the 56 x 56 map and ONE point MLP and ONE regressor are iterated (the
                 table's "# Regressor = 1"); mesh-aligned features then start from the mean-pose mesh at t = 0.
                 With "global" feedback the maps are unused and pyramid only sets the regressor count.
-  aux           "iuv" (part index + U, V) | "part_seg" (part index only) | "none".
+  aux           "iuv" (part index + U, V) | "part_seg" (part index, no U, V) | "none" (Table 5's supervision).
+  regressor_input  what the point features sample (Table 5's "Input Type", ``nets.regressor_input``):
+                "features" (PyMAF) | "part_seg" / "dense_corr" (the head's 56 x 56 predictions, at every level) |
+                "masked_features" (each level's map times the predicted foreground probability). All but
+                "features" need the head (and "dense_corr" its U, V), which then also runs in evaluation.
   init_features "grid" | "mesh" (Table 6): what level 0 samples under mesh-aligned feedback; "mesh" projects
                 the mean-pose mesh with the mean camera. Default: "grid" with pyramid, "mesh" without.
   n_levels      T (1..3 with pyramid; any positive number of iterations without).
@@ -33,7 +39,8 @@ level's estimate needs no mesh here: the LightningModule runs the full body mode
 ``forward(image (B, 3, H, W))`` returns a ``Prediction`` (``lightning_modules.prediction``) with
     iterations      [estimate] * T (last = final);  initial: the estimate of Theta_0,
     sampled_points  [(B, N_t, 2) normalised points, or None for global feedback] * T,
-    iuv             IUVHead output at 56 x 56 (only in training mode and with aux != "none").
+    iuv             IUVHead output at 56 x 56 (only in training mode and with aux != "none"; evaluation
+                    returns none even where the regressors read it).
 """
 from __future__ import annotations
 
@@ -51,6 +58,7 @@ from lightning_modules.nets.mesh_aligned import GRID_SIZE, MLP_DIMS, PointFeatur
 from lightning_modules.nets.regressor import (
     IterativeRegressor, mean_theta_from_body, split_theta, theta_to_estimate,
 )
+from lightning_modules.nets.regressor_input import REGRESSOR_INPUTS, input_channels, sampled_maps
 from lightning_modules.prediction import Prediction
 
 FEEDBACKS = ("mesh_aligned", "grid", "global")
@@ -155,13 +163,26 @@ def _resolve_init_features(feedback: str, pyramid: bool, init_features: str | No
     return "grid"
 
 
+def _check_regressor_input(regressor_input: str, feedback: str, aux: str) -> None:
+    if regressor_input not in REGRESSOR_INPUTS:
+        raise ValueError(f"regressor_input must be one of {REGRESSOR_INPUTS}, got {regressor_input!r}")
+    if regressor_input == "features":
+        return
+    if feedback == "global":
+        raise ValueError(f"regressor_input={regressor_input!r} samples points: it needs feedback 'grid' or "
+                         "'mesh_aligned', not 'global'")
+    if aux == "none" or (regressor_input == "dense_corr" and aux != "iuv"):
+        raise ValueError(f"regressor_input={regressor_input!r} reads the auxiliary head's predictions: it needs "
+                         f"aux={'iuv' if regressor_input == 'dense_corr' else 'iuv or part_seg'}, got {aux!r}")
+
+
 class PyMAFNet(nn.Module):
     """PyMAF's network with the paper's ablation switches.
 
     Args:
         backbone: a ``ResNet50`` (``forward_features(image)["c5"]``, ``feature_dim``).
         body_model: the ``BodyModel``: mean parameters, mesh hierarchy, and the mesh of each estimate.
-        n_levels, feedback, pyramid, aux, init_features: see the module docstring.
+        n_levels, feedback, pyramid, aux, init_features, regressor_input: see the module docstring.
         deconv_channels: C of the pyramid (256; smaller for CPU tests).
         mlp_dims: point MLP sizes after the C input (128, 64, 5).
         grid_size: grid points per side (21).
@@ -172,7 +193,7 @@ class PyMAFNet(nn.Module):
                  feedback: str = "mesh_aligned", pyramid: bool = True, aux: str = "iuv",
                  init_features: str | None = None, deconv_channels: int = 256,
                  mlp_dims: Sequence[int] = MLP_DIMS, grid_size: int = GRID_SIZE,
-                 mesh_forward: str = "downsampled") -> None:
+                 mesh_forward: str = "downsampled", regressor_input: str = "features") -> None:
         super().__init__()
         if feedback not in FEEDBACKS:
             raise ValueError(f"feedback must be one of {FEEDBACKS}, got {feedback!r}")
@@ -183,7 +204,9 @@ class PyMAFNet(nn.Module):
         max_levels = NUM_DECONV if pyramid else None
         if n_levels < 1 or (max_levels is not None and n_levels > max_levels):
             raise ValueError(f"n_levels must be in 1..{NUM_DECONV} with the pyramid (>= 1 without), got {n_levels}")
+        _check_regressor_input(regressor_input, feedback, aux)
         self.feedback, self.pyramid, self.aux, self.n_levels = feedback, pyramid, aux, n_levels
+        self.regressor_input = regressor_input
         self.init_features = _resolve_init_features(feedback, pyramid, init_features)
         self.mesh_forward = mesh_forward
         self.plan = plan_levels(n_levels, feedback, pyramid, self.init_features)
@@ -203,6 +226,7 @@ class PyMAFNet(nn.Module):
         n_mesh_points = body_model.mesh_hierarchy.num_vertices[MESH_LEVEL]
 
         mean_theta = mean_theta_from_body(body_model)
+        point_channels = input_channels(regressor_input, deconv_channels, self.iuv_head)
         n_modules = n_levels if pyramid else 1
         self.point_features = nn.ModuleList()
         self.regressors = nn.ModuleList()
@@ -211,7 +235,7 @@ class PyMAFNet(nn.Module):
             if sampling == "global":
                 in_features = backbone.feature_dim
             else:
-                self.point_features.append(PointFeatures(deconv_channels, mlp_dims))
+                self.point_features.append(PointFeatures(point_channels, mlp_dims))
                 n_points = grid_size ** 2 if sampling == "grid" else n_mesh_points
                 in_features = int(mlp_dims[-1]) * n_points
             self.regressors.append(IterativeRegressor(in_features, 1, mean_theta))
@@ -238,9 +262,12 @@ class PyMAFNet(nn.Module):
     def forward(self, image: Tensor) -> Prediction:
         b = image.shape[0]
         c5 = self.backbone.forward_features(image)["c5"]
-        with_aux = self.training and self.iuv_head is not None
-        maps = self.deconv(c5) if self.deconv is not None and (self.feedback != "global" or with_aux) else None
+        run_head = self.iuv_head is not None and (self.training or self.regressor_input != "features")
+        maps = self.deconv(c5) if self.deconv is not None and (self.feedback != "global" or run_head) else None
+        iuv = self.iuv_head(maps[-1]) if run_head else None
         pooled = c5.mean(dim=(2, 3)) if self.feedback == "global" else None
+        inputs = {} if pooled is not None else sampled_maps(
+            self.regressor_input, maps, iuv, {level.map_index for level in self.plan})
 
         theta = self.regressors[0].initial_theta(b)
         initial, iterations, sampled = theta_to_estimate(theta), [], []
@@ -250,9 +277,9 @@ class PyMAFNet(nn.Module):
                 points, features = None, pooled
             else:
                 points = self.grid.expand(b, -1, -1) if level.sampling == "grid" else self.mesh_points(theta_in)
-                features = self.point_features[level.module](maps[level.map_index], points)
+                features = self.point_features[level.module](inputs[level.map_index], points)
             theta = self.regressors[level.module].step(features, theta_in)
             iterations.append(theta_to_estimate(theta))
             sampled.append(points)
         return Prediction(iterations=iterations, initial=initial, sampled_points=sampled,
-                          iuv=self.iuv_head(maps[-1]) if with_aux else None)
+                          iuv=iuv if self.training else None)

@@ -13,7 +13,9 @@ separate output layers (pose, betas, camera), each initialised with Xavier-unifo
 and PyTorch's default bias, so the first estimates stay close to the mean parameters Theta_0.
 
 Iterative Error Feedback (IEF): the same regressor applied ``n_iter`` times to the same features, each
-time reading its previous estimate. Gradients flow through the iterations (SPIN / HMR do not detach).
+time reading its previous estimate. Gradients flow through the iterations (SPIN / HMR do not detach), so a
+loss on the final estimate alone (the Baseline's: ``lightning_modules.hmr``) also trains the earlier steps.
+PyMAF's levels use one ``step`` each on a detached estimate instead (``nets.pymaf_net``).
 """
 from __future__ import annotations
 
@@ -134,7 +136,8 @@ class IterativeRegressor(nn.Module):
 
 
 class HMRNet(nn.Module):
-    """The papers' "Baseline": ResNet-50 global feature + 3 IEF iterations of one regressor, 6D pose.
+    """The papers' "Baseline": ResNet-50 global feature + 3 IEF iterations of one regressor, 6D pose, gradients
+    through the iterations (SPIN's ``models/hmr.py``, which PyMAF's code uses as its ``hmr`` regressor).
 
     Args:
         backbone: a ``ResNet50`` (any module with ``pooled(image) -> (B, feature_dim)`` and ``feature_dim``).

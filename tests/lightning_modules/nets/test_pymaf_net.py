@@ -214,6 +214,10 @@ ABLATIONS = [
     {"n_levels": 1},
     {"n_levels": 2},
     {"pyramid": False, "n_levels": 4},
+    {"aux": "part_seg", "regressor_input": "part_seg"},
+    {"regressor_input": "dense_corr"},
+    {"aux": "part_seg", "regressor_input": "masked_features"},
+    {"feedback": "grid", "pyramid": False, "regressor_input": "masked_features"},
 ]
 
 
@@ -286,11 +290,11 @@ def test_aux_head_outputs(body_model, image, aux, keys):
     out = net(image)
     if keys is None:
         assert out.iuv is None and net.iuv_head is None
-    else:
-        assert set(out.iuv) == keys
+    else:   # the channels of U, V and of any further output: tests/lightning_modules/nets/test_iuv_head.py
+        assert keys <= set(out.iuv) and ("u" in out.iuv) == ("u" in keys)
         assert out.iuv["index"].shape == (2, 25, 56, 56)
         if "u" in keys:
-            assert out.iuv["u"].shape == out.iuv["v"].shape == (2, 24, 56, 56)
+            assert out.iuv["u"].shape == out.iuv["v"].shape and out.iuv["u"].shape[0::2] == (2, 56)
 
 
 def test_init_features_mesh_samples_the_mean_pose_mesh(body_model, image):
@@ -320,7 +324,43 @@ def test_n_levels_use_the_last_maps(body_model, image, n_levels, sizes):
     {"feedback": "hmr"}, {"aux": "dense"}, {"n_levels": 4}, {"n_levels": 0},
     {"pyramid": False, "init_features": "grid"}, {"feedback": "grid", "init_features": "mesh"},
     {"feedback": "global", "init_features": "mesh"}, {"mesh_forward": "sparse"}, {"init_features": "points"},
+    {"regressor_input": "iuv"}, {"aux": "none", "regressor_input": "part_seg"},
+    {"aux": "part_seg", "regressor_input": "dense_corr"}, {"feedback": "global", "regressor_input": "masked_features"},
 ])
 def test_invalid_switches_raise(body_model, kwargs):
     with pytest.raises(ValueError):
         small_net(body_model, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# regressor_input (Table 5's input type): what the point features sample.
+@pytest.mark.parametrize("regressor_input,aux", [("features", "iuv"), ("part_seg", "part_seg"),
+                                                 ("dense_corr", "iuv"), ("masked_features", "part_seg")])
+def test_regressor_input_is_what_the_point_mlps_read(body_model, image, regressor_input, aux):
+    """Each level's point MLP reads the level's points sampled from: its pyramid map; the softmax of the head's
+    index logits (56 x 56); those then U and V; its map times 1 - P(background) averaged over its cells. The
+    head also runs in evaluation where the regressors read it, and its output is returned in training only."""
+    net = small_net(body_model, aux=aux, regressor_input=regressor_input).eval()
+    heads = []
+    with capture_inputs([pf.mlp for pf in net.point_features]) as seen, torch.no_grad(), \
+            contextlib.ExitStack() as stack:
+        handle = net.iuv_head.register_forward_hook(lambda m, a, out: heads.append(out))
+        stack.callback(handle.remove)
+        out = net(image)
+        maps = net.pyramid_maps(image)
+    assert out.iuv is None and len(heads) == (0 if regressor_input == "features" else 1)
+    for k, level in enumerate(net.plan):
+        source = maps[level.map_index]
+        if regressor_input != "features":
+            probabilities = heads[0]["index"].softmax(dim=1)
+            if regressor_input == "part_seg":
+                source = probabilities
+            elif regressor_input == "dense_corr":
+                source = torch.cat([probabilities, heads[0]["u"], heads[0]["v"]], dim=1)
+            else:
+                cell = 56 // source.shape[-1]
+                source = source * torch.nn.functional.avg_pool2d(1.0 - probabilities[:, :1], cell)
+        assert net.point_features[k].mlp.in_channels == source.shape[1]
+        torch.testing.assert_close(seen[k][0], sample_points(source, out.sampled_points[k]), rtol=1e-5, atol=1e-6)
+    net.train()
+    assert net(image).iuv is not None
