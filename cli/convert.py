@@ -8,6 +8,8 @@ import argparse
 from typing import Sequence
 
 from datamodules.convert.datasets import DATASET_NAMES, DATASETS, SPLITS
+from datamodules.convert.detections import DEFAULT_THRESHOLD
+from datamodules.convert.fits import EXTREME_BETAS_MODES
 from datamodules.convert.pipeline import MASK_MODES, ConvertSettings, convert, summary_line
 from datamodules.sample import CROP_SIZE
 from runtime.cli import run_cli
@@ -38,6 +40,19 @@ def parser() -> argparse.ArgumentParser:
                    help="mask to store: parts (partname), silhouette (maskname), none; auto = parts if present")
     p.add_argument("--s-units", choices=("m", "mm"), default="m",
                    help="units of S in the npz (default: m, SPIN's; mm divides by 1000)")
+    p.add_argument("--fits", default=None,
+                   help="SMPL pseudo ground truth for rows without SMPL: SPIN's final fits (.npz: pose, betas, "
+                        "valid_fit; one row per npz row), a (N, 82) .npy, or an EFT fitting file (.json)")
+    p.add_argument("--fits-extreme-betas", choices=EXTREME_BETAS_MODES, default="zero",
+                   help="a fit with any |beta| > 3: zero all its betas (default, SPIN's trainer) or keep them")
+    p.add_argument("--detections", default="auto",
+                   help="BiGraph's 2D joints: auto (the npz's openpose, else none), none, ground-truth (the npz's "
+                        "part, on request only), an OpenPose JSON folder (<image stem>_keypoints.json, BODY_25), or "
+                        "a COCO keypoint results .json (HRNet, ViTPose)")
+    p.add_argument("--detections-images", default=None,
+                   help="COCO annotation json whose images [{id, file_name}] map the results' image ids to images")
+    p.add_argument("--detection-threshold", type=float, default=DEFAULT_THRESHOLD,
+                   help=f"drop detected people scoring below this (default {DEFAULT_THRESHOLD:g})")
     p.add_argument("--allow-pickle", action="store_true", help="read npz object arrays (pickles; trusted files only)")
     p.add_argument("--overwrite", action="store_true", help="replace existing <dataset>-*.tar shards in --out")
     return p
@@ -49,7 +64,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     settings = ConvertSettings(
         dataset=a.dataset, npz=a.npz, images=a.images, out=a.out, split=a.split, shard_size=a.shard_size,
         crop_size=a.crop_size, body=a.body, smpl_dir=a.smpl_dir, limit=a.limit, masks=a.masks, mask=a.mask,
-        s_units=a.s_units, allow_pickle=a.allow_pickle, overwrite=a.overwrite)
+        s_units=a.s_units, allow_pickle=a.allow_pickle, overwrite=a.overwrite, fits=a.fits,
+        fits_extreme_betas=a.fits_extreme_betas, detections=a.detections, detections_images=a.detections_images,
+        detection_threshold=a.detection_threshold)
     report = convert(settings)
     print(summary_line(report))
     return report

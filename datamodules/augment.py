@@ -18,8 +18,9 @@ the principal point to W - cx. So a sample with a ``camera`` keeps one after aug
 projecting its augmented 3D joints with it lands on its augmented 2D keypoints (a test checks this).
 
 The output is a dict of torch tensors per sample (:func:`prepare_sample`); the DataModule stacks them
-(except ``mask_original``, whose size is the original image's: a list, see ``streams.collate``).
-The evaluation fields in original-image coordinates (``image_id``, ``area``, ``mask_original``) pass
+(except ``mask_original`` and ``silhouette_original``, whose size is the original image's: lists, see
+``streams.collate``). The evaluation fields in original-image coordinates (``image_id``, ``area``,
+``mask_original``, ``silhouette_original``) pass
 through unchanged by any augmentation: ``input_to_image`` maps the input onto them.
 The image stays uint8 (B, 3, H, W): the LightningModule normalises with ImageNet's mean and std on its
 device, which moves a quarter of the bytes through the loader.
@@ -158,8 +159,10 @@ def crop_to_input(sample: Sample, rotation_deg: float = 0.0, scale: float = 1.0,
         pose[0] = roma.rotmat_to_rotvec(rot3 @ roma.rotvec_to_rotmat(pose[0]))
     out["pose"] = pose.reshape(72).float()
     out["betas"] = torch.from_numpy(sample.betas.copy())
-    if sample.vertices is not None:
-        out["vertices"] = (torch.from_numpy(sample.vertices.astype(np.float64)) @ rot3.T).float()
+    if sample.vertices is not None:   # in the body model's frame (no translation), as networks predict meshes
+        transl = np.zeros(3) if sample.transl is None else sample.transl.astype(np.float64)
+        out["vertices"] = (torch.from_numpy(sample.vertices.astype(np.float64) - transl) @ rot3.T).float()
+        out["transl"] = (torch.from_numpy(transl) @ rot3.T).float()
 
     if sample.mask is not None:
         mask = warp_image(sample.mask, to_crop, (out_res, out_res), "nearest", fill=IGNORE_LABEL)
@@ -181,7 +184,11 @@ def crop_to_input(sample: Sample, rotation_deg: float = 0.0, scale: float = 1.0,
     out["image_id"] = sample.image_id or ""
     out["area"] = torch.tensor(0.0 if sample.area is None else float(sample.area), dtype=torch.float32)
     out["has_area"] = torch.tensor(sample.area is not None)
-    out["mask_original"] = None if sample.mask_original is None else torch.from_numpy(np.array(sample.mask_original))
+    for name in ("mask_original", "silhouette_original"):
+        value = getattr(sample, name)
+        out[name] = None if value is None else torch.from_numpy(np.array(value))
+    out["bigraph_joints_from"] = sample.bigraph_joints_from or ""
+    out["gender"] = sample.gender
     return out
 
 
@@ -234,7 +241,12 @@ def prepare_sample(sample: Sample, params: AugmentParams = AugmentParams(), out_
                                             input's pinhole intrinsics in input pixels
     input_to_image      (2, 3) float32      input pixels -> original-image pixels (eval protocols)
     image_size          (2,) int64          original image (width, height)
-    vertices            (V, 3) float32      only when the sample has them (evaluation sets)
+    vertices            (V, 3) float32      only when the sample has them (evaluation sets; a batch
+                                            mixing samples with and without: ``streams.collate``): the
+                                            ground-truth mesh WITHOUT its translation (the body model's
+                                            output frame, as networks predict meshes), input camera axes
+    transl              (3,) float32        with ``vertices``: the translation taken out (input camera
+                                            frame; 0 when the sample has none)
     image_id            str                 original image's name ("" when the sample has none); people
                                             of one image share it (COCO keypoint AP groups by image)
     area                () float32          person's segmentation area in original-image px^2 (COCO's
@@ -243,6 +255,10 @@ def prepare_sample(sample: Sample, params: AugmentParams = AugmentParams(), out_
     mask_original       (H0, W0) uint8      labels as ``mask`` at the original image's resolution
                         or None             (H0, W0 = image_size height, width), None when absent;
                                             never stacked (``streams.UNSTACKED_KEYS``), not augmented
+    silhouette_original (H0, W0) uint8      the silhouette annotation (0 / 1) at the original
+                        or None             resolution, as ``mask_original``
+    bigraph_joints_from str                 where the detected joints came from ("" when not recorded)
+    gender              str                 "neutral" | "male" | "female" (3DPW's ground-truth body)
     ==================  ==================  =========================================================
     """
     item = crop_to_input(sample, params.rotation_deg, params.scale, out_res, params.gain)

@@ -11,6 +11,7 @@ The data config (``configs/data/*.yaml``) reads like the papers' data sections::
         ...
     eval:
       3dpw: {shards: "eval/3dpw/*.tar"}
+      h36m_p1: {shards: "h36m_p1/*.tar", allow_missing_detections: false}   # BiGraph: see detections_status
     batch_size: 64
     eval_batch_size: 64
     num_workers: 4
@@ -40,7 +41,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from datamodules.augment import AugmentConfig
-from datamodules.shards import SkipCounter
+from datamodules.shards import SkipCounter, iter_annotations
 from datamodules.streams import EvalStream, MixedTrainStream, SourceShards, shard_sample_counts
 from runtime.errors import UserError
 
@@ -140,6 +141,7 @@ class MixedDataModule(pl.LightningDataModule):
         self._rank, self._world = rank, world_size
         self.skipped = SkipCounter(max_examples=50)
         self._eval_counts: dict[str, list[int]] = {}
+        self._detections_seen: set[str] = set()
 
     # ------------------------------------------------------------------------------------------
     @property
@@ -188,6 +190,31 @@ class MixedDataModule(pl.LightningDataModule):
         if name not in self._eval_counts:
             self._eval_counts[name] = shard_sample_counts(urls)
         return EvalStream(name, urls, self._eval_counts[name], self.eval_batch_size, self.img_res, rank, world)
+
+    def detections_status(self, name: str) -> bool:
+        """For a model that reads detected 2D joints (BiGraph), when a run starts: whether evaluation set
+        ``name`` may have every detected joint missing (``data.eval.<name>.allow_missing_detections``, the
+        override the row records). Without the override, a set in which no sample has a detected joint
+        (every ``bigraph_joints_2d`` confidence 0) stops the run in one line. The scan reads annotations
+        only and stops at the first sample with a detection."""
+        if name not in self.eval_cfg:
+            raise UserError(f"unknown evaluation set {name!r}: configured sets are "
+                            f"{', '.join(self.eval_cfg) or 'none'}")
+        src = self.eval_cfg[name]
+        allowed = bool(src.get("allow_missing_detections", False))
+        if allowed or name in self._detections_seen:
+            return allowed
+        urls = expand_shards(str(src.get("shards", "")), self.root, f"data.eval.{name}")
+        for url in urls:
+            for _, fields in iter_annotations(url):
+                joints = fields.get("bigraph_joints_2d")
+                if joints is not None and joints.shape == (12, 3) and bool((joints[:, 2] > 0).any()):
+                    self._detections_seen.add(name)
+                    return allowed
+        raise UserError(f"evaluation set {name!r}: no sample has a detected 2D joint (bigraph_joints_2d all "
+                        "confidence 0), which BiGraph's skeleton branch reads; convert the set with detections "
+                        "(make convert ... ARGS='--detections <OpenPose JSON folder | COCO results .json>') or set "
+                        f"data.eval.{name}.allow_missing_detections=true to evaluate with the model's own estimates")
 
     def _worker_context(self):
         """The multiprocessing context loader workers start in (module docstring), or None without workers."""

@@ -16,7 +16,8 @@ The single definition of a sample's content (shapes, dtypes, units, frames; see 
 - ``center`` and ``scale`` come together or not at all; ``crop_to_image`` is invertible;
 - the JPEG decodes completely, as JPEG, to the recorded ``crop_size``; the mask has the crop's size;
 - the evaluation fields are optional and independent of the flags: ``image_id`` a non-empty str,
-  ``area`` finite and > 0, ``mask_original`` uint8 of the original image's size (``image_size``).
+  ``area`` finite and > 0, ``mask_original`` and ``silhouette_original`` uint8 of the original image's
+  size (``image_size``), the silhouette holding only 0 and 1.
 
 The field schema itself (:data:`SCHEMA`, :class:`FieldSpec`, :class:`CorruptSampleError`) lives in
 :mod:`datamodules.schema` and is re-exported here.
@@ -73,7 +74,13 @@ class Sample:
                                                                      x_orig = A[:, :2] @ x_crop + A[:, 2]
     crop_context        -           float    ratio (default 1.5)     person box = centred square of side
                                                                      min(H, W) / crop_context in the crop
-    vertices (opt.)     (V, 3)      float32  m                       camera; ground-truth mesh
+    vertices (opt.)     (V, 3)      float32  m                       camera; ground-truth mesh: the body
+                                                                     model's output (no translation) +
+                                                                     ``transl``
+    transl (opt.)       (3,)        float32  m                       camera; the translation in
+                                                                     ``vertices``; absent = 0 (3DPW:
+                                                                     SPIN's files have no translation,
+                                                                     the mesh is the body model's output)
     mask (opt.)         (H, W)      uint8    label                   crop pixels; 0 background, 1..K
                                                                      parts (1 = foreground in a
                                                                      silhouette), 255 ignore
@@ -91,6 +98,16 @@ class Sample:
     (opt.)                                                           height, width); labels as ``mask``;
                                                                      independent of has_mask (eval
                                                                      protocols at original resolution)
+    silhouette_original (H0, W0)    uint8    0 / 1                   original image; the person's
+    (opt.)                                                           silhouette annotation, kept apart
+                                                                     from the part labels (LSP's
+                                                                     foreground protocol; no ignore label)
+    bigraph_joints_from -           str      -                       where ``bigraph_joints_2d`` came
+    (opt.)                                                           from: ``openpose_npz``,
+                                                                     ``openpose_json:<dir>``,
+                                                                     ``coco_results:<file>``,
+                                                                     ``ground_truth``, ``none``,
+                                                                     ``synthetic`` (None: not recorded)
     ==================  ==========  =======  ======================  ==================================
 
     ``key`` is the sample's WebDataset key: set by :func:`decode_sample`, used by :func:`write_shards`
@@ -112,6 +129,7 @@ class Sample:
     crop_to_image: np.ndarray
     crop_context: float = CROP_CONTEXT
     vertices: np.ndarray | None = None
+    transl: np.ndarray | None = None
     mask: np.ndarray | None = None
     camera: dict[str, np.ndarray] | None = None
     center: np.ndarray | None = None
@@ -119,6 +137,8 @@ class Sample:
     image_id: str | None = None
     area: float | None = None
     mask_original: np.ndarray | None = None
+    silhouette_original: np.ndarray | None = None
+    bigraph_joints_from: str | None = None
     key: str | None = None
 
     @classmethod
@@ -300,6 +320,9 @@ def validate(sample: Sample) -> None:
         raise CorruptSampleError("has_mask", "inconsistent flag",
                                  f"has_mask is {bool(sample.has_mask)} but mask is "
                                  f"{'absent' if sample.mask is None else 'present'}")
+    if sample.silhouette_original is not None and int(sample.silhouette_original.max(initial=0)) > 1:
+        raise CorruptSampleError("silhouette_original", "bad value", "a silhouette holds 0 (background) and 1 "
+                                 f"(person) only, got {int(sample.silhouette_original.max())}")
     if sample.key is not None and not _KEY_RE.match(sample.key):
         raise CorruptSampleError("key", "bad value", f"key {sample.key!r} must match [A-Za-z0-9_-]{{1,80}} "
                                  "(use safe_key)")

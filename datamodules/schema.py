@@ -97,6 +97,7 @@ SCHEMA: dict[str, FieldSpec] = {f.name: f for f in [
     FieldSpec("crop_to_image", "array", True, (2, 3), "float32", "affine", "crop px -> original px"),
     FieldSpec("crop_context", "float", True, unit="ratio", frame="-"),
     FieldSpec("vertices", "array", False, ("V", 3), "float32", "m", "camera", metres=True),
+    FieldSpec("transl", "array", False, (3,), "float32", "m", "camera", metres=True),
     FieldSpec("mask", "array", False, ("H", "W"), "uint8", "label", "crop pixels"),
     FieldSpec("camera", "camera", False, unit="px", frame="original image"),
     FieldSpec("center", "array", False, (2,), "float32", "px (x, y)", "original image"),
@@ -104,6 +105,8 @@ SCHEMA: dict[str, FieldSpec] = {f.name: f for f in [
     FieldSpec("image_id", "str", False, unit="-", frame="original image"),
     FieldSpec("area", "float", False, unit="px^2", frame="original image"),
     FieldSpec("mask_original", "array", False, ("H0", "W0"), "uint8", "label", "original image"),
+    FieldSpec("silhouette_original", "array", False, ("H0", "W0"), "uint8", "0 / 1", "original image"),
+    FieldSpec("bigraph_joints_from", "str", False, unit="-", frame="-"),
 ]}
 # The arrays of the optional ``camera`` map.
 CAMERA_SCHEMA: dict[str, FieldSpec] = {f.name: f for f in [
@@ -111,6 +114,6 @@ CAMERA_SCHEMA: dict[str, FieldSpec] = {f.name: f for f in [
     FieldSpec("principal_point", "array", True, (2,), "float32", "px (cx, cy)", "original image"),
 ]}
 # Fields stored as their own tar members (see datamodules.shards), not in the annotation.
-MEMBER_FIELDS: tuple[str, ...] = ("image", "mask", "mask_original")
+MEMBER_FIELDS: tuple[str, ...] = ("image", "mask", "mask_original", "silhouette_original")
 # Fields stored in the annotation (everything else).
 _ANN_FIELDS: tuple[str, ...] = tuple(n for n in SCHEMA if n not in MEMBER_FIELDS)

@@ -11,6 +11,8 @@ On disk (WebDataset tar shards, plain ``.tar``, one sample = one person), member
     <key>.mask.png      the part/foreground mask in crop pixels, 8-bit grayscale PNG; iff has_mask
     <key>.mask_original.png   the same labels at the original image's resolution (``mask_original``,
                         evaluation sets), 8-bit grayscale PNG; iff present (independent of has_mask)
+    <key>.silhouette_original.png   the silhouette annotation (0 / 1) at the original resolution
+                        (``silhouette_original``, LSP's test set), 8-bit grayscale PNG; iff present
 
 The masks are separate PNG members (not inside the annotation) so that any image viewer shows them,
 the annotation stays small, and the PNG is lossless. Keys are ``[A-Za-z0-9_-]``, at most 80 characters
@@ -28,21 +30,20 @@ The annotation is a msgpack map, never a pickle. Its keys are ``format`` (``"mes
 An optional field that is None is left out of the map (and reads back as None); shards written before
 a field existed read back with it None.
 
-The content of a sample (schema, dataclass, validation) lives in :mod:`datamodules.sample`.
+The content of a sample (schema, dataclass, validation) lives in :mod:`datamodules.sample`; the byte
+encodings of arrays, JPEGs and PNGs in :mod:`datamodules.codec` (re-exported here).
 """
 from __future__ import annotations
 
-import io
-import math
 import os
 import re
 import tarfile
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import msgpack
-import numpy as np
-from PIL import Image
 
+from datamodules.codec import (JPEG_QUALITY, decode_jpeg, decode_png, encode_jpeg, encode_png, pack_array,
+                               unpack_array)
 from datamodules.sample import (_KEY_RE, CAMERA_SCHEMA, CROP_CONTEXT, CROP_SIZE, GENDERS, SCHEMA, CorruptSampleError,
                                 FieldSpec, Sample, person_crop_affine, safe_key, validate)
 from datamodules.schema import _ANN_FIELDS
@@ -53,52 +54,24 @@ from runtime.errors import UserError
 __all__ = [
     "CAMERA_SCHEMA", "CROP_CONTEXT", "CROP_SIZE", "GENDERS", "SCHEMA", "CorruptSampleError", "FieldSpec", "Sample",
     "person_crop_affine", "safe_key", "validate", "FORMAT_NAME", "FORMAT_VERSION", "JPEG_QUALITY", "ANN_MEMBER",
-    "JPG_MEMBER", "MASK_MEMBER", "MASK_ORIGINAL_MEMBER", "pack_array", "unpack_array", "encode_jpeg", "decode_jpeg", "encode_sample",
-    "decode_sample", "SkipCounter", "SKIPPED", "decode_or_skip", "write_shards", "iter_shard_members", "read_shard",
-    "shard_decoder",
+    "JPG_MEMBER", "MASK_MEMBER", "MASK_ORIGINAL_MEMBER", "SILHOUETTE_ORIGINAL_MEMBER", "PNG_MEMBERS", "pack_array",
+    "unpack_array", "encode_jpeg", "decode_jpeg", "encode_png", "decode_png", "encode_sample", "decode_sample",
+    "SkipCounter", "SKIPPED", "decode_or_skip", "write_shards", "iter_shard_members", "iter_annotations",
+    "read_shard", "shard_decoder",
 ]
 
 FORMAT_NAME: str = "meshrec-sample"
 FORMAT_VERSION: int = 1
-JPEG_QUALITY: int = 95
 # Member names (WebDataset extensions) of one sample.
 ANN_MEMBER: str = "ann.msgpack"
 JPG_MEMBER: str = "jpg"
 MASK_MEMBER: str = "mask.png"
 MASK_ORIGINAL_MEMBER: str = "mask_original.png"
-_ALLOWED_DTYPES: frozenset[str] = frozenset({"<f4", "<f8", "<i4", "<i8", "|u1", "|b1"})
-_ARRAY_KEYS: frozenset[str] = frozenset({"dtype", "shape", "bytes"})
+SILHOUETTE_ORIGINAL_MEMBER: str = "silhouette_original.png"
+# The label maps stored as their own PNG members: sample field -> member name.
+PNG_MEMBERS: dict[str, str] = {"mask": MASK_MEMBER, "mask_original": MASK_ORIGINAL_MEMBER,
+                               "silhouette_original": SILHOUETTE_ORIGINAL_MEMBER}
 _PICKLE_PROTO = 0x80  # first byte of a pickle of protocol >= 2
-
-def pack_array(array: np.ndarray) -> dict[str, Any]:
-    """``{"dtype", "shape", "bytes"}`` of a numeric array: little-endian, C order."""
-    array = np.asarray(array)
-    if array.dtype.byteorder == ">":
-        array = array.astype(array.dtype.newbyteorder("<"))
-    dtype = array.dtype.str
-    if dtype not in _ALLOWED_DTYPES:
-        raise TypeError(f"pack_array: dtype {array.dtype} not in {sorted(_ALLOWED_DTYPES)}")
-    return {"dtype": dtype, "shape": list(array.shape), "bytes": np.ascontiguousarray(array).tobytes()}
-
-
-def unpack_array(obj: Any, field: str = "array") -> np.ndarray:
-    """Inverse of :func:`pack_array` (``numpy.frombuffer``; the result is a writable copy)."""
-    if not isinstance(obj, dict) or set(obj) != _ARRAY_KEYS:
-        raise CorruptSampleError(field, "bad array encoding", "expected a map with keys dtype, shape, bytes")
-    dtype, shape, data = obj["dtype"], obj["shape"], obj["bytes"]
-    if dtype not in _ALLOWED_DTYPES:
-        raise CorruptSampleError(field, "bad array encoding", f"dtype {dtype!r} not allowed")
-    if not isinstance(shape, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
-                                              for s in shape):
-        raise CorruptSampleError(field, "bad array encoding", f"bad shape {shape!r}")
-    if not isinstance(data, bytes):
-        raise CorruptSampleError(field, "bad array encoding", "bytes is not a binary string")
-    dt = np.dtype(dtype)
-    if len(data) != math.prod(shape) * dt.itemsize:
-        raise CorruptSampleError(field, "bad array encoding",
-                                 f"{len(data)} bytes for shape {tuple(shape)} of {dtype}")
-    return np.frombuffer(data, dtype=dt).reshape(shape).copy()
-
 
 def _encode_annotation(sample: Sample) -> bytes:
     ann: dict[str, Any] = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "crop_size": list(sample.crop_size)}
@@ -163,52 +136,12 @@ def _decode_annotation(data: bytes) -> tuple[dict[str, Any], tuple[int, int]]:
     return fields, (crop_size[0], crop_size[1])
 
 
-def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
-    """JPEG bytes of an (H, W, 3) uint8 RGB image (Pillow, default chroma subsampling)."""
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="JPEG", quality=quality)
-    return buf.getvalue()
-
-
-def decode_jpeg(data: bytes, field: str = JPG_MEMBER) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from JPEG bytes; a truncated or non-JPEG payload is a CorruptSampleError."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            if im.format != "JPEG":
-                raise CorruptSampleError(field, "bad JPEG", f"is {im.format}, not JPEG")
-            im.load()  # decodes everything: raises on truncated data
-            return np.array(im.convert("RGB"))
-    except CorruptSampleError:
-        raise
-    except Exception as exn:
-        raise CorruptSampleError(field, "bad JPEG", f"cannot decode JPEG ({type(exn).__name__}: {exn})") from None
-
-
-def _encode_png(mask: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(mask).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _decode_png(data: bytes, field: str = MASK_MEMBER) -> np.ndarray:
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            if im.format != "PNG" or im.mode != "L":
-                raise CorruptSampleError(field, "bad PNG", f"must be an 8-bit grayscale PNG, got {im.format} {im.mode}")
-            im.load()
-            return np.array(im)
-    except CorruptSampleError:
-        raise
-    except Exception as exn:
-        raise CorruptSampleError(field, "bad PNG", f"cannot decode PNG ({type(exn).__name__}: {exn})") from None
-
-
 def encode_sample(sample: Sample, key: str, jpeg_quality: int = JPEG_QUALITY) -> dict[str, Any]:
     """The WebDataset member dict of a (validated) sample.
 
     Returns:
-        ``{"__key__": key, "ann.msgpack": bytes, "jpg": bytes}`` plus ``"mask.png": bytes`` when the
-        sample has a mask and ``"mask_original.png": bytes`` when it has ``mask_original``.
+        ``{"__key__": key, "ann.msgpack": bytes, "jpg": bytes}`` plus one PNG member per label map the
+        sample has (:data:`PNG_MEMBERS`: ``mask.png``, ``mask_original.png``, ``silhouette_original.png``).
     Raises:
         CorruptSampleError: the sample or the key violates the schema (nothing invalid is ever written).
     """
@@ -221,10 +154,9 @@ def encode_sample(sample: Sample, key: str, jpeg_quality: int = JPEG_QUALITY) ->
         raise err.at(key, None) from None
     members: dict[str, Any] = {"__key__": key, ANN_MEMBER: _encode_annotation(sample),
                                JPG_MEMBER: encode_jpeg(sample.image, jpeg_quality)}
-    if sample.mask is not None:
-        members[MASK_MEMBER] = _encode_png(sample.mask)
-    if sample.mask_original is not None:
-        members[MASK_ORIGINAL_MEMBER] = _encode_png(sample.mask_original)
+    for name, member in PNG_MEMBERS.items():
+        if getattr(sample, name) is not None:
+            members[member] = encode_png(getattr(sample, name))
     return members
 
 
@@ -248,13 +180,11 @@ def decode_sample(members: Mapping[str, Any]) -> Sample:
         if (image.shape[1], image.shape[0]) != crop_size:
             raise CorruptSampleError(JPG_MEMBER, "wrong size", f"decodes to {image.shape[1]} x {image.shape[0]}, "
                                      f"annotation says {crop_size[0]} x {crop_size[1]}")
-        mask = _decode_png(members[MASK_MEMBER]) if MASK_MEMBER in members else None
-        if fields.get("has_mask") and mask is None:
+        labels = {name: decode_png(members[member], member) for name, member in PNG_MEMBERS.items()
+                  if member in members}
+        if fields.get("has_mask") and "mask" not in labels:
             raise CorruptSampleError(MASK_MEMBER, "missing member", "has_mask is True but <key>.mask.png is missing")
-        mask_original = (_decode_png(members[MASK_ORIGINAL_MEMBER], MASK_ORIGINAL_MEMBER)
-                         if MASK_ORIGINAL_MEMBER in members else None)
-        sample = Sample(image=image, mask=mask, mask_original=mask_original, key=key if isinstance(key, str) else None,
-                        **fields)
+        sample = Sample(image=image, key=key if isinstance(key, str) else None, **labels, **fields)
         validate(sample)
     except CorruptSampleError as err:
         raise err.at(key, url) from None
@@ -377,6 +307,23 @@ def iter_shard_members(path: str, counter: SkipCounter | None = None) -> Iterato
         return
     if group is not None:
         yield group
+
+
+def iter_annotations(path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(key, annotation fields) of each sample of a shard, reading only the annotation members (the tar is
+    opened for random access: JPEGs and masks are skipped, not read). Nothing is validated beyond the
+    annotation's own decoding; a damaged tar or annotation ends the iteration quietly (readers count it)."""
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            for info in tar:
+                match = _MEMBER_RE.match(info.name)
+                if not (info.isreg() and match and match.group(2) == ANN_MEMBER):
+                    continue
+                extracted = tar.extractfile(info)
+                assert extracted is not None
+                yield match.group(1), _decode_annotation(extracted.read())[0]
+    except (tarfile.TarError, OSError, EOFError, CorruptSampleError):
+        return
 
 
 def read_shard(path: str, counter: SkipCounter | None = None) -> Iterator[Sample]:

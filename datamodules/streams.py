@@ -23,9 +23,11 @@ one-line message) of the samples skipped since the worker's previous batch), so 
 The same corrupt sample met again (in a later pass, or by another worker) is counted once per rank.
 
 Batches (:func:`collate`) stack the per-sample tensors of ``augment.prepare_sample`` along a new first
-axis; the keys of :data:`UNSTACKED_KEYS` (``mask_original``: one (H0, W0) uint8 tensor per sample at its
-original image's size, or None) and non-tensor values (``key``, ``image_id``) stay lists of length B.
-Training batches carry no ``mask_original`` and no ``vertices``; evaluation batches keep every key.
+axis; the keys of :data:`UNSTACKED_KEYS` (``mask_original``, ``silhouette_original``: one (H0, W0) uint8
+tensor per sample at its original image's size, or None) and non-tensor values (``key``, ``image_id``,
+``bigraph_joints_from``) stay lists of length B. ``vertices`` / ``transl`` (ground-truth meshes) are stacked
+with zeros for the samples without, and ``has_vertices`` (B,) says which have them. Training batches carry no
+``mask_original``, ``silhouette_original`` or ``vertices``; evaluation batches keep every key.
 """
 from __future__ import annotations
 
@@ -42,9 +44,9 @@ from datamodules.augment import AugmentConfig, AugmentParams, prepare_sample, sa
 from datamodules.shards import Sample, SkipCounter, decode_or_skip, iter_shard_members
 
 # Per-sample values that are never stacked: tensors of different sizes per sample, or None.
-UNSTACKED_KEYS: tuple[str, ...] = ("mask_original",)
+UNSTACKED_KEYS: tuple[str, ...] = ("mask_original", "silhouette_original")
 # Keys of prepare_sample that training batches drop (evaluation-only data).
-EVAL_ONLY_KEYS: tuple[str, ...] = ("vertices", "mask_original")
+EVAL_ONLY_KEYS: tuple[str, ...] = ("vertices", "transl", "mask_original", "silhouette_original")
 
 
 @dataclass(frozen=True)
@@ -105,9 +107,17 @@ def collate(items: Sequence[dict[str, Any]], skipped: list[tuple[str, str, str, 
     """Stack per-sample dicts (``augment.prepare_sample``) into a batch.
 
     Tensors are stacked to (B, ...); the keys of :data:`UNSTACKED_KEYS` and non-tensor values (str, None)
-    become lists of length B. ``skipped`` is attached as it is.
+    become lists of length B. ``vertices`` present in some items only: zeros for the others, and
+    ``has_vertices`` (B,) bool marks the real ones (always set when any item has vertices).
+    ``skipped`` is attached as it is.
     """
     batch: dict[str, Any] = {}
+    with_vertices = [item.get("vertices") is not None for item in items]
+    if any(with_vertices):
+        first = next(item for item, has in zip(items, with_vertices) if has)
+        fill = {k: torch.zeros_like(first[k]) for k in ("vertices", "transl") if k in first}
+        items = [item if has else {**item, **fill} for item, has in zip(items, with_vertices)]
+        batch["has_vertices"] = torch.tensor(with_vertices)
     for key in items[0]:
         values = [item[key] for item in items]
         stack = key not in UNSTACKED_KEYS and isinstance(values[0], torch.Tensor)
@@ -210,11 +220,11 @@ class MixedTrainStream(IterableDataset):
 
 
 def _for_training(sample: Sample) -> Sample:
-    """Training uses neither ground-truth meshes (it cannot mirror them) nor original-resolution masks;
-    drop them before augmenting."""
-    if sample.vertices is None and sample.mask_original is None:
+    """Training uses neither ground-truth meshes (it cannot mirror them) nor original-resolution masks or
+    silhouettes; drop them before augmenting."""
+    if sample.vertices is None and sample.mask_original is None and sample.silhouette_original is None:
         return sample
-    return dataclasses.replace(sample, vertices=None, mask_original=None)
+    return dataclasses.replace(sample, vertices=None, transl=None, mask_original=None, silhouette_original=None)
 
 
 class EvalStream(IterableDataset):

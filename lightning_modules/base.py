@@ -9,8 +9,11 @@ the evaluation metrics, composed here; a model's module only says which network 
 
 Everything else reads top to bottom below:
 - ``forward(batch)``: the uint8 image normalised with ImageNet's mean and std on the model's device, plus,
-  for a network with ``takes_joints_2d`` (BiGraph), the RoI joints of ``roi_joints`` (``RoIJointSource``);
-  returns the network's ``Prediction`` (``lightning_modules.prediction``).
+  for a network with ``takes_joints_2d`` (BiGraph), the RoI joints of ``roi_joints`` (``RoIJointSource``)
+  and, outside training, which of them are missing; returns the network's ``Prediction``
+  (``lightning_modules.prediction``).
+- ``check_detections`` (at fit and validation start): a BiGraph evaluation set without any detected joint
+  stops the run in one line unless ``data.eval.<set>.allow_missing_detections`` is set.
 - ``training_step``: the loss's weighted terms, their sum optimised, each logged as ``train/<term>``.
 - ``validation_step`` / ``on_validation_epoch_end``: each evaluation set's ``ProtocolMetrics``
   (``lightning_modules.evaluation``, the protocol from the set's name), logged as ``val/<set>/<key>``
@@ -47,19 +50,31 @@ class RoIJointSource(nn.Module):
     Validation and prediction use the batch's detected joints (``bigraph_joints_2d``). In training a share
     ``gt_ratio`` of the samples use their ground-truth 2D joints where labelled (``callbacks.GTJointMixing``
     decays the share to zero by the last epoch; it starts at ``model.gt_joint_ratio``).
+
+    A detected joint with confidence 0 is missing (no detection, or none converted): it is placed at the box
+    centre, (0, 0) in normalised input coordinates, never at its stored zeros (a far corner, whose RoI reads
+    exactly-zero features). In evaluation and prediction the network then moves it to the RoI centre of its
+    own estimate of that joint (``missing`` tells it which; ``BiGraphSystem``); in training (our choice, no
+    second pass) a missing joint takes the ground truth where it is labelled, else stays at the box centre.
     """
 
     def __init__(self, gt_ratio: float):
         super().__init__()
         self.gt_ratio = float(gt_ratio)
 
+    @staticmethod
+    def missing(batch: Mapping[str, Any]) -> Tensor:
+        """(B, 12) bool: the detected joints with confidence 0."""
+        return batch["bigraph_joints_2d"][..., 2] <= 0
+
     def forward(self, batch: Mapping[str, Any]) -> Tensor:
-        detected = batch["bigraph_joints_2d"][..., :2]
-        if not self.training or self.gt_ratio <= 0.0:
+        missing = self.missing(batch)
+        detected = batch["bigraph_joints_2d"][..., :2].masked_fill(missing[..., None], 0.0)
+        if not self.training:
             return detected
         gt = batch["keypoints_2d"][:, SPIN49_TO_BIGRAPH12]
         pick = torch.rand(detected.shape[0], 1, device=detected.device) < self.gt_ratio
-        use_gt = pick & (gt[..., 2] > 0)
+        use_gt = (pick | missing) & (gt[..., 2] > 0)
         return torch.where(use_gt[..., None], gt[..., :2], detected)
 
 
@@ -123,8 +138,10 @@ class MeshRecoveryModule(pl.LightningModule):
         ``coco``: official COCO annotations for the COCO protocol)."""
         protocols = dict(protocols or {})
         self.eval_sets = list(eval_sets)
+        takes_joints = self.roi_joints is not None
         self.evaluators = nn.ModuleList([ProtocolMetrics(self.decoder, protocols.get(name) or protocol_of_set(name),
-                                                         coco) for name in self.eval_sets])
+                                                         coco, takes_joints) for name in self.eval_sets])
+        self._detections_checked = False
         self.last_rows: dict[str, dict[str, Any]] = {}
 
     def normalize(self, img: Tensor) -> Tensor:
@@ -135,7 +152,30 @@ class MeshRecoveryModule(pl.LightningModule):
         image = self.normalize(batch["img"])
         if self.roi_joints is None:
             return self.net(image)
-        return self.net(image, self.roi_joints(batch))
+        joints = self.roi_joints(batch)
+        missing = None if self.training else self.roi_joints.missing(batch)
+        if missing is None or not bool(missing.any()):
+            return self.net(image, joints)
+        return self.net(image, joints, missing)
+
+    def on_fit_start(self) -> None:
+        self.check_detections()
+
+    def on_validation_start(self) -> None:
+        self.check_detections()
+
+    def check_detections(self) -> None:
+        """When a run starts: a joint-taking model refuses an evaluation set whose detected joints are all
+        missing, unless the set's ``allow_missing_detections`` is set (``MixedDataModule.detections_status``,
+        one line); the override is recorded in the set's row. Done once per run."""
+        if self.roi_joints is None or getattr(self, "_detections_checked", False):
+            return
+        data = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if data is None or not hasattr(data, "detections_status"):
+            return
+        for name, evaluator in zip(self.eval_sets, self.evaluators):
+            evaluator.missing_detections_allowed = data.detections_status(name)
+        self._detections_checked = True
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
         terms = self.criterion(batch, self(batch), self.decoder)

@@ -2,13 +2,17 @@
 both use it (``MeshRecoveryModule.validation_step``), so they report the same keys and values.
 
 The row's columns are ``metrics.protocols.PROTOCOL_COLUMNS[protocol]`` (see there for the papers'
-tables). 3D protocols use the decoder's ground-truth selection (``BodyDecoder.evaluation_targets``:
-SMPL ground truth where the sample has it, else its 3D joints) and every mesh the model predicts
+tables). 3D protocols use the decoder's ground-truth selection (``BodyDecoder.evaluation_targets``: joints
+from the sample's 3D joints where it has them, 3DPW's from its gendered ground-truth mesh; PVE against
+the stored mesh where there is one, else the body model's) and every mesh the model predicts
 (``BodyDecoder.evaluated_meshes``: BiGraph's graph mesh ``np`` and body-model mesh ``p``, with the key
 suffixes ``_np`` / ``_p``), plus PyMAF's Table 6 per-iteration errors: M0 the mean-parameter start, M1..MT
 the feedback levels (HMR: its IEF iterations). LSP and COCO work in original-image pixels
-(``metrics.protocols``). All state, counters included, lives in torchmetrics classes, so a row accumulated
-on several ranks is the row of one process (COCO detections are ordered by a rank-independent key in
+(``metrics.protocols``). A model that takes 2D joints (BiGraph) also counts the detected joints it was given
+and how many of them were missing (confidence 0, replaced by the model's own estimate): the row's
+``detections`` entry, logged as ``detections_missing`` when not 0 (with ``missing_allowed``, the set's
+``allow_missing_detections`` override). All state, counters included, lives in torchmetrics classes, so a row
+accumulated on several ranks is the row of one process (COCO detections are ordered by a rank-independent key in
 ``metrics.KeypointAP`` and image ids do not depend on the rank).
 """
 from __future__ import annotations
@@ -30,8 +34,8 @@ from body.render import face_labels_image, vertex_labels_to_face_labels
 from lightning_modules.decoding import BodyDecoder
 from lightning_modules.prediction import Prediction
 from metrics import MPJPE, PAMPJPE, PVE, KeypointAP, PerIterationMPJPE, SegmentationScores
-from metrics.protocols import (PROTOCOL_COLUMNS, THREE_D_PROTOCOLS, coco_ground_truth_keypoints, foreground_of,
-                               input_box_in_image, keypoints_in_image, vertices_in_image)
+from metrics.protocols import (PROTOCOL_COLUMNS, THREE_D_PROTOCOLS, coco_ground_truth_keypoints, input_box_in_image,
+                               keypoints_in_image, lsp6_vertex_labels, lsp_targets, vertices_in_image)
 from runtime.errors import UserError
 
 NUM_LSP_CLASSES: int = 7   # background + 6 parts (body.parts.LSP6_PART_NAMES)
@@ -87,15 +91,20 @@ class ProtocolMetrics(nn.Module):
         protocol: one of ``metrics.protocols.PROTOCOLS``.
         coco: official COCO annotations (COCO protocol only); without them the ground truth comes from
             the samples (keypoints, ``area``, the person box).
+        takes_joints_2d: the model reads the batch's detected joints (``bigraph_joints_2d``): count them.
+    ``missing_detections_allowed`` (set by the LightningModule from the data config) is recorded in the row.
     """
 
-    def __init__(self, decoder: BodyDecoder, protocol: str, coco: CocoAnnotations | None = None):
+    def __init__(self, decoder: BodyDecoder, protocol: str, coco: CocoAnnotations | None = None,
+                 takes_joints_2d: bool = False):
         super().__init__()
         if protocol not in PROTOCOL_COLUMNS:
             raise UserError(f"unknown protocol {protocol!r}: valid choices are {', '.join(PROTOCOL_COLUMNS)}")
         self.decoder, self.protocol, self.coco = decoder, protocol, coco if protocol == "coco" else None
+        self.takes_joints_2d, self.missing_detections_allowed = bool(takes_joints_2d), False
         # Counters sum over ranks like the metrics (torchmetrics' SumMetric).
-        self.counts = nn.ModuleDict({name: SumMetric() for name in ("samples", "evaluated", "unmatched_images")})
+        self.counts = nn.ModuleDict({name: SumMetric() for name in ("samples", "evaluated", "unmatched_images",
+                                                                    "detected_joints", "detected_joints_missing")})
         self.metrics = nn.ModuleDict()
         self.iteration_labels: list[str] = []
         self._face_lsp6: Tensor | None = None
@@ -126,6 +135,10 @@ class ProtocolMetrics(nn.Module):
     def update(self, batch: Mapping[str, Any], prediction: Prediction) -> None:
         """Add one batch and the model's ``Prediction`` on it."""
         self._count("samples", int(batch["img"].shape[0]))
+        if self.takes_joints_2d:
+            scores = batch["bigraph_joints_2d"][..., 2]
+            self._count("detected_joints", scores.numel())
+            self._count("detected_joints_missing", int((scores <= 0).sum()))
         if self.protocol in THREE_D_PROTOCOLS:
             self._update_3d(batch, prediction)
         elif self.protocol == "lsp":
@@ -135,7 +148,7 @@ class ProtocolMetrics(nn.Module):
 
     def _update_3d(self, batch: Mapping[str, Any], prediction: Prediction) -> None:
         decoder = self.decoder
-        targets = decoder.evaluation_targets(batch)
+        targets = decoder.evaluation_targets(batch, joints_from_mesh=self.protocol == "3dpw")
         if targets is None:
             return
         index, gt_joints, smpl_index = targets["index"], targets["joints"], targets["smpl_index"]
@@ -156,25 +169,30 @@ class ProtocolMetrics(nn.Module):
             self._metric("pa_mpjpe_per_iteration").update(joints, gt_joints)
 
     def _update_lsp(self, batch: Mapping[str, Any], prediction: Prediction) -> None:
-        masks = batch.get("mask_original")
-        if masks is None or all(m is None for m in masks):
+        n = int(batch["img"].shape[0])
+        masks = batch.get("mask_original") or [None] * n
+        silhouettes = batch.get("silhouette_original") or [None] * n
+        if all(m is None and s is None for m, s in zip(masks, silhouettes)):
             return
         decoder, body = self.decoder, self.decoder.body
         pred = decoder.final(prediction)
         screen = vertices_in_image(pred["vertices"], pred["cam"], batch["input_to_image"].to(pred["cam"]),
                                    decoder.img_res)
         if self._face_lsp6 is None or self._face_lsp6.device != screen.device:
-            self._face_lsp6 = vertex_labels_to_face_labels(body.vertex_part_lsp6, body.faces).to(screen.device)
+            self._face_lsp6 = vertex_labels_to_face_labels(lsp6_vertex_labels(body.vertex_part24),
+                                                           body.faces).to(screen.device)
         fb, parts = self._metric("fb"), self._metric("parts")
         evaluated = 0
-        for b, gt in enumerate(masks):
-            if gt is None:
+        for b, (gt_parts, gt_silhouette) in enumerate(zip(masks, silhouettes)):
+            fb_gt, parts_gt = lsp_targets(*(None if m is None else m.to(screen.device).long()
+                                            for m in (gt_parts, gt_silhouette)))
+            if fb_gt is None:
                 continue
-            gt = gt.to(screen.device).long()
             labels = face_labels_image(screen[b], body.faces.to(screen.device), self._face_lsp6,
-                                       gt.shape[0], gt.shape[1])
-            fb.update(foreground_of(labels)[None], foreground_of(gt)[None])
-            parts.update(labels[None], gt[None])
+                                       fb_gt.shape[0], fb_gt.shape[1])
+            fb.update((labels > 0).long()[None], fb_gt[None])
+            if parts_gt is not None:
+                parts.update(labels[None], parts_gt[None])
             evaluated += 1
         self._count("evaluated", evaluated)
 
@@ -233,6 +251,9 @@ class ProtocolMetrics(nn.Module):
                 row = self._row_coco(counts["evaluated"])
                 if counts["unmatched_images"]:
                     row["details"] = {"samples_without_annotation_image": counts["unmatched_images"]}
+        if self.takes_joints_2d:
+            row["detections"] = {"joints": counts["detected_joints"], "missing": counts["detected_joints_missing"],
+                                 "missing_allowed": self.missing_detections_allowed}
         return {"samples": counts["samples"], "evaluated": counts["evaluated"], **row}
 
     def reset(self) -> None:
@@ -297,11 +318,15 @@ class ProtocolMetrics(nn.Module):
 
 
 def metric_values(row: Mapping[str, Any]) -> dict[str, float]:
-    """A row's numbers under the keys validation logs them by (``val/<set>/<key>``): its columns, and the
-    per-iteration errors as ``<metric>_<M label>`` (``mpjpe_M0`` ..); entries without a value are left out."""
+    """A row's numbers under the keys validation logs them by (``val/<set>/<key>``): its columns, the
+    per-iteration errors as ``<metric>_<M label>`` (``mpjpe_M0`` ..) and, for a model reading detected joints
+    when some were missing, ``detections_missing`` (the joints it was given with confidence 0; the row's
+    ``detections`` always holds the counts); entries without a value are left out."""
     values = {k: v for k, v in row["columns"].items() if v is not None}
     for metric, per_label in row.get("per_iteration", {}).items():
         values.update({f"{metric}_{label}": v for label, v in per_label.items() if v is not None})
+    if row.get("detections", {}).get("missing"):
+        values["detections_missing"] = float(row["detections"]["missing"])
     return values
 
 

@@ -8,8 +8,8 @@ protocol  row                                        paper
 3dpw      pve, mpjpe, pa_mpjpe                       PyMAF Table 1
 h36m      mpjpe, pa_mpjpe (P1 and P2 are data sets)  PyMAF Table 1 (P2), BiGraph Table 1 (P1, P2; np / p)
 up3d      mpve (np / p)                              BiGraph Table 3
-lsp       fb_acc, fb_f1, parts_acc, parts_f1         BiGraph Table 2 (SPIN's protocol)
-coco      ap, ap50, ap75, apm, apl                   PyMAF Table 2
+lsp       fb_acc, fb_f1, parts_acc, parts_f1         PyMAF Table 2, BiGraph Table 2 (SPIN's protocol)
+coco      ap, ap50, ap75, apm, apl                   PyMAF Table 3
 ========  =========================================  ====================================================
 
 A model with a non-parametric mesh (BiGraph) reports the 3D columns twice: ``_np`` for the graph's mesh
@@ -22,10 +22,15 @@ weak-perspective camera (s, tx, ty) means a perspective camera with f = 5000 px 
 pixels) carries projections to the original image:
 
 - LSP: the predicted mesh is projected into input pixels, mapped through ``input_to_image`` and
-  rasterised at the original resolution with its LSP-6 face labels; the ground truth is the
-  original-resolution annotation (``mask_original``, UP-3D's labels, 255 = unlabelled). SPIN renders
+  rasterised at the original resolution with its LSP-6 face labels (:func:`lsp6_vertex_labels`: UP's six
+  regions, the neck in the torso); the ground truth is the original-resolution annotation. SPIN renders
   in the crop and pastes it back (so the mesh is cut at the crop's edge); rendering through the affine
-  keeps the whole mesh and needs no resampling.
+  keeps the whole mesh and needs no resampling. As SPIN's / PyMAF's ``eval.py`` (:func:`lsp_targets`):
+  foreground / background is scored on the SILHOUETTE annotation (``silhouette_original``, UP-S1h's
+  ``_segmentation.png`` > 0), every pixel counted (it has no ignore label); the six parts on the PART
+  annotation (``mask_original``, ``_part_segmentation.png``): per-class F1 over the pixels not labelled 255,
+  parts accuracy counting a 255 pixel as background. A set without silhouettes (none converted) takes the
+  foreground of its part labels, 255 ignored.
 - COCO: the predicted 24 ground-truth-style joints, in COCO order (``body.joints.SPIN49_TO_COCO17``),
   projected and mapped to the original image; score 1, one detection per ground-truth person box.
 """
@@ -36,6 +41,7 @@ from torch import Tensor
 
 from body.camera import FOCAL_LENGTH, apply_affine, normalized_to_pixels, perspective_projection, \
     weak_perspective_to_translation
+from body.parts import LSP6_PART_NAMES, SMPL24_TO_LSP6
 from runtime.errors import UserError
 
 IGNORE_LABEL: int = 255
@@ -49,6 +55,34 @@ PROTOCOL_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 PROTOCOLS: tuple[str, ...] = tuple(PROTOCOL_COLUMNS)
 THREE_D_PROTOCOLS: tuple[str, ...] = ("3dpw", "h36m", "up3d")
+
+
+SMPL_NECK: int = 12   # SMPL joint (skinning part) 12, the neck
+# SMPL's 24 skinning parts -> the LSP protocol's 6 parts (body.parts.LSP6_PART_NAMES order). UP's
+# ``six_region_groups`` (up_tools/model.py), which made the LSP test annotations, put the neck region in
+# the torso group with the upper body and shoulders; ``body.parts.SMPL24_TO_LSP6`` puts SMPL's neck in the
+# head, so the protocol moves it here.
+LSP6_OF_SMPL24: Tensor = torch.as_tensor(SMPL24_TO_LSP6, dtype=torch.long).clone()
+LSP6_OF_SMPL24[SMPL_NECK] = LSP6_PART_NAMES.index("torso")
+
+
+def lsp6_vertex_labels(vertex_part24: Tensor) -> Tensor:
+    """(V,) SMPL part 0..23 per vertex -> (V,) LSP-6 label 1..6 of the protocol (:data:`LSP6_OF_SMPL24`)."""
+    return LSP6_OF_SMPL24.to(vertex_part24.device)[vertex_part24.long()]
+
+
+def lsp_targets(parts: Tensor | None, silhouette: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+    """One sample's LSP ground truth -> (foreground target, parts target), as the protocol scores them.
+
+    Args:
+        parts: (H, W) part labels 0..6, ``IGNORE_LABEL`` unlabelled (``mask_original``), or None.
+        silhouette: (H, W) 0 / 1 silhouette (``silhouette_original``), or None.
+    Returns:
+        the foreground target (H, W): the silhouette where there is one (no pixel ignored), else the
+        parts' foreground (``IGNORE_LABEL`` kept); the parts target (the part labels), or None.
+    """
+    fb = silhouette if silhouette is not None else (foreground_of(parts) if parts is not None else None)
+    return fb, parts
 
 
 def protocol_of_set(set_name: str, explicit: str | None = None) -> str:

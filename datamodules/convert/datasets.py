@@ -80,7 +80,8 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
             "part: the 17 H36M 2D joints (D2_Positions) at the same slots, visibility 1 [SPIN preprocess/h36m_train.py]",
             "box: ground-truth bounding-box mask, scale = 0.9 * max side / 200 (tight) [SPIN preprocess/h36m.py]",
             "frames: every 5th; protocol 2 keeps camera 60457274 only [SPIN preprocess/h36m.py]",
-            "test files have no part: keypoints_2d and bigraph_joints_2d are zeros with confidence 0",
+            "test files have no part and no openpose: keypoints_2d is zeros with confidence 0, and so is "
+            "bigraph_joints_2d unless --detections gives a detector's output (BiGraph refuses a set without any)",
             "pose/shape (when present) are MoSh fits with the global orientation in the camera frame",
         )),
     DatasetSpec(
@@ -95,7 +96,8 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
             "train: every 10th frame with all 17 joints inside the 2048 x 2048 frame; test: valid_frame only "
             "[SPIN preprocess/mpi_inf_3dhp.py]",
             "train pose/shape/has_smpl come from SPIN's multi-view static fits (mpi-inf-3dhp_mview_fits.npz); "
-            "has_smpl 0 marks a rejected fit [SPIN preprocess/mpi_inf_3dhp.py]",
+            "has_smpl 0 marks a rejected fit [SPIN preprocess/mpi_inf_3dhp.py]; --fits final_fits/mpi-inf-3dhp.npz "
+            "supervises the rows without (PyMAF replaces these fits by the final ones; we keep has_smpl rows' own)",
             "box: 1.2 x the 2D keypoint box [SPIN preprocess/mpi_inf_3dhp.py]",
         )),
     DatasetSpec(
@@ -113,7 +115,11 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
             "part PNG = label image read as grayscale: 0 background, 1 head, 2 torso, 3 right arm, 4 left arm, "
             "5 right leg, 6 left leg, 255 ignore [SPIN eval.py compares == c for c in 0..6; order from UP "
             "up_tools/model.py six_region_groups; evaluate_segmentation.py --as_nolr merges 4->3, 6->5]",
-            "silhouette PNG: foreground = value > 0 [SPIN eval.py: cv2.imread(maskname, 0) > 0]",
+            "silhouette PNG: foreground = value > 0 [SPIN eval.py: cv2.imread(maskname, 0) > 0]; a test split "
+            "keeps it apart from the parts (silhouette_original: foreground/background is scored on it, the six "
+            "parts on partname's mask_original) [SPIN / PyMAF eval.py]",
+            "train: no SMPL; --fits final_fits/lsp-orig.npz (SPIN's final fits) supervises where valid_fit "
+            "[PyMAF a5feca1 core/fits_dict.py]",
             "box: 1.2 x the keypoint box [SPIN preprocess/lsp_dataset*.py]",
         )),
     DatasetSpec(
@@ -124,7 +130,8 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
         quirks=(
             "imgname is the bare PNG file name (relative to the hr-lspet folder) [SPIN preprocess/hr_lspet.py]",
             "part: the 14 LSP joints at slots 0-13, every visibility set to 1 [SPIN preprocess/hr_lspet.py]",
-            "2D only: has_smpl is False unless the npz carries fits (pose/shape, e.g. SPIN's final fits)",
+            "2D only: has_smpl is False unless fits are given (--fits final_fits/hr-lspet.npz: SPIN's final "
+            "fits, supervised where valid_fit [PyMAF a5feca1 core/fits_dict.py])",
         )),
     DatasetSpec(
         "mpii", "MPII Human Pose",
@@ -138,7 +145,8 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
             "center/scale are MPII's own (scale = person height / 200), not a 1.2 x keypoint box "
             "[SPIN preprocess/mpii.py]",
             "OpenPose matching threshold 30 px [SPIN preprocess/read_openpose.py]",
-            "2D only: has_smpl is False unless the npz carries fits",
+            "2D only: has_smpl is False unless fits are given (--fits final_fits/mpii.npz) [PyMAF a5feca1 "
+            "core/fits_dict.py]",
         )),
     DatasetSpec(
         "coco", "COCO 2014",
@@ -151,7 +159,8 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
             "visibility: COCO v > 0 -> 1 (occluded-but-labelled counts as visible); only people with all 12 "
             "limb joints labelled [SPIN preprocess/coco.py]",
             "box: COCO bbox, scale = 1.2 * max(w, h) / 200 [SPIN preprocess/coco.py]",
-            "2D only: has_smpl is False unless the npz carries fits (e.g. EFT)",
+            "2D only: has_smpl is False unless fits are given (--fits final_fits/coco.npz, or EFT's JSON) "
+            "[PyMAF a5feca1 core/fits_dict.py]",
         )),
     DatasetSpec(
         "up3d", "UP-3D",

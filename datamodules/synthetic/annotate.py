@@ -7,7 +7,9 @@ with the stored camera and the inverse of ``crop_to_image`` lands on ``keypoints
 
 Every sample's ``image_id`` is its key (one person per synthetic image). A person rendered at the
 original resolution (``original_labels``, evaluation sets) gives ``area``, its foreground pixel count
-there, and for a source with ``original_mask`` the label map itself as ``mask_original``.
+there, and for a source with ``original_mask`` the label map itself as ``mask_original`` and its
+foreground (label > 0) as ``silhouette_original``. ``bigraph_joints_from`` is ``synthetic`` (the simulated
+detector of :mod:`.detections`).
 """
 from __future__ import annotations
 
@@ -97,7 +99,7 @@ def build_sample(person: Person, spec: SourceSpec, key: str, rng_labels: np.rand
     fields = dict(
         keypoints_2d=keypoints_2d, joints_3d=joints_3d_field(spec, person.keypoints3d),
         has_3d=spec.has_3d, has_smpl=spec.has_smpl, has_mask=spec.has_mask,
-        bigraph_joints_2d=detected, gender="neutral",
+        bigraph_joints_2d=detected, bigraph_joints_from="synthetic", gender="neutral",
         camera={"focal_length": person.focal, "principal_point": person.principal},
         center=person.center, scale=person.scale, crop_context=CROP_CONTEXT, image_id=key,
     )
@@ -106,12 +108,13 @@ def build_sample(person: Person, spec: SourceSpec, key: str, rng_labels: np.rand
     if spec.has_mask:
         fields["mask"] = person.part_mask
     if spec.vertices:
-        fields["vertices"] = person.vertices
+        fields.update(vertices=person.vertices, transl=person.transl)
     if person.original_labels is not None:
         area = int(np.count_nonzero(person.original_labels))
         if area > 0:  # 0 only for a person entirely outside the original image
             fields["area"] = float(area)
         if spec.original_mask:
             fields["mask_original"] = person.original_labels
+            fields["silhouette_original"] = (person.original_labels > 0).astype(np.uint8)
     return Sample.build(image=person.image, source=spec.name, image_size=person.image_size,
                         crop_to_image=person.crop_to_image, key=key, **fields)

@@ -20,6 +20,7 @@ import torch
 
 from body.joints import SPIN49_NUM_OPENPOSE
 from body.model import BodyModel
+from datamodules.convert.datasets import H36M17_TO_J24_SLOTS
 from datamodules.sample import CROP_SIZE, Sample, safe_key
 from datamodules.synthetic.annotate import Person, build_sample
 from datamodules.synthetic.appearance import sample_appearance
@@ -87,6 +88,15 @@ class SceneGenerator:
             out = self.model(torch.from_numpy(draw.betas)[None], pose[:, 3:], pose[:, :3])
         return out.vertices[0].numpy(), out.keypoints49[0].numpy()
 
+    def _with_h36m_joints(self, verts0: np.ndarray, kp0: np.ndarray) -> np.ndarray:
+        """(49, 3) keypoints with the 17 H36M slots of the ground-truth joints replaced by the body model's
+        H36M-regressed joints of ``verts0`` (V, 3) (``SourceSpec.h36m_joints``)."""
+        with torch.no_grad():
+            h36m = self.model.h36m17(torch.from_numpy(verts0)[None])[0].numpy()
+        out = kp0.copy()
+        out[[SPIN49_NUM_OPENPOSE + j for j in H36M17_TO_J24_SLOTS]] = h36m
+        return out
+
     def _place(self, gen: np.random.Generator, spec: SourceSpec, verts0: np.ndarray,
                kp0: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
         """Camera, translation, SPIN box and crop of one person (see :mod:`.placement`).
@@ -115,6 +125,8 @@ class SceneGenerator:
         fields, focal_crop, principal_crop, looks, backgrounds = [], [], [], [], []
         for g, d in zip(gens, draws):
             verts0, kp0 = self._body(d)
+            if spec.h36m_joints:
+                kp0 = self._with_h36m_joints(verts0, kp0)
             f, fc, pc = self._place(g["camera"], spec, verts0, kp0)
             fields.append(dict(pose=d.pose, betas=d.betas, **f))
             focal_crop.append(fc)

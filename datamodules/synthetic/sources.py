@@ -27,12 +27,12 @@ renders its person once more with the original camera (``focal``, ``principal``,
 rasteriser, LSP-6 labels and pixel convention as the crop, see ``renderer.render_original_labels``) and
 stores ``area`` = the rendered person's pixel count inside the original image (COCO's OKS scale). Only
 the sets with ``original_mask`` (the ``lsp`` evaluation set, for the LSP segmentation protocol) also store
-that label map as ``mask_original``:
+that label map as ``mask_original`` and its foreground as ``silhouette_original``:
 
 ==========  ======  =============  ================================================================
 set         area    mask_original  what scores it
 ==========  ======  =============  ================================================================
-eval lsp    yes     yes            LSP-6 parts / foreground at original resolution
+eval lsp    yes     yes            LSP-6 parts / foreground (silhouette) at original resolution
 other eval  yes     no             (area: COCO keypoint AP's OKS scale; unused elsewhere)
 training    no      no             -
 ==========  ======  =============  ================================================================
@@ -72,6 +72,10 @@ class SourceSpec:
         library, spread, truncation, backgrounds: scene flavour (module docstring).
         original_mask: store ``mask_original``, the LSP-6 labels rendered at the original resolution
             (the ``lsp`` evaluation set only; module docstring).
+        h36m_joints: the 17 Human3.6M slots of the 24 ground-truth joints (2D and 3D) hold the body model's
+            H36M-regressed joints (``BodyModel.h36m17``), what motion capture puts in a real H36M file's
+            ``S`` and ``part``; the H36M protocol scores ``S`` with that regressor's joints of the prediction
+            (the ``h36m`` evaluation set only; else they are the body model's SPIN keypoints).
     """
 
     name: str
@@ -90,6 +94,7 @@ class SourceSpec:
     truncation: float = 0.1
     backgrounds: tuple[str, ...] = ALL_BACKGROUNDS
     original_mask: bool = False
+    h36m_joints: bool = False
 
     @property
     def renders_original(self) -> bool:
@@ -120,7 +125,7 @@ def _eval(name: str, **flavour) -> SourceSpec:
 
 EVAL_SETS: dict[str, SourceSpec] = {s.name: s for s in [
     _eval("3dpw", library=0.7, spread=0.45, truncation=0.05, backgrounds=("outdoor", "noise", "blobs", "room")),
-    _eval("h36m", library=0.7, spread=0.45, truncation=0.03, backgrounds=("room",)),
+    _eval("h36m", library=0.7, spread=0.45, truncation=0.03, backgrounds=("room",), h36m_joints=True),
     _eval("up3d", library=0.5, spread=0.6, truncation=0.05),
     _eval("lsp", library=0.35, spread=0.8, truncation=0.05, backgrounds=("outdoor", "noise", "blobs", "gradient"),
           original_mask=True),

@@ -80,7 +80,8 @@ def body_coordinates(model) -> BodyCoordinates:
     faces = model.faces
     ids = model.vertex_ids
     part24 = model.vertex_part24
-    lsp6 = model.vertex_part_lsp6
+    from metrics.protocols import lsp6_vertex_labels   # (metrics imports torchmetrics: only when needed)
+    lsp6 = lsp6_vertex_labels(part24)   # the LSP protocol's six parts (the neck in the torso)
     return BodyCoordinates(
         attrs=attrs, face_part=vertex_labels_to_face_labels(part24, faces),
         face_lsp6=vertex_labels_to_face_labels(lsp6, faces), head=j[15], neck=j[12],

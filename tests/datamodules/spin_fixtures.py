@@ -5,6 +5,7 @@ brightness centroid shows where that keypoint's pixel content landed.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -161,3 +162,37 @@ def run(tmp_path: Path, dataset: str, **kw) -> tuple[dict, list]:
     report = convert(settings)
     samples = [s for p in shard_paths(tmp_path / "out", dataset) for s in read_shard(p)]
     return report, samples
+
+
+# ----------------------------------------------------------------------------------------------
+# Companion files in their real formats: SPIN's final fits, EFT fits, OpenPose JSON, COCO results
+# ----------------------------------------------------------------------------------------------
+def write_final_fits(path: Path, n: int, valid: np.ndarray, seed: int = 1, betas: np.ndarray | None = None) -> dict:
+    """SPIN's ``data/final_fits/<set>.npz``: pose (N, 72), betas (N, 10), valid_fit (N,); returns the arrays."""
+    rng = np.random.default_rng(seed)
+    fits = {"pose": rng.normal(0, 0.3, (n, 72)), "betas": rng.normal(0, 1, (n, 10)) if betas is None else betas,
+            "valid_fit": np.asarray(valid, dtype=np.uint8)}
+    np.savez(path, **fits)
+    return fits
+
+
+def write_eft_json(path: Path, entries: list[dict]) -> None:
+    """EFT's fitting file: ``{"ver", "data": [{imageName, parm_pose (24x3x3), parm_shape, bbox_center,
+    bbox_scale}]}``."""
+    path.write_text(json.dumps({"ver": 1, "data": entries}))
+
+
+def write_openpose_json(path: Path, people: list[np.ndarray]) -> None:
+    """OpenPose ``--write_json`` output of one image: each person (25, 3) BODY_25 x, y, confidence."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"version": 1.3, "people": [
+        {"person_id": [-1], "pose_keypoints_2d": np.asarray(p, dtype=np.float64).reshape(-1).tolist(),
+         "face_keypoints_2d": [], "hand_left_keypoints_2d": [], "hand_right_keypoints_2d": []} for p in people]}))
+
+
+def person_at(center: np.ndarray, k: int, spread: float = 20.0, conf: float = 0.9, seed: int = 0) -> np.ndarray:
+    """(k, 3) keypoints scattered around ``center`` (their box centre is ``center`` exactly), confidence ``conf``."""
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(-spread, spread, (k, 2))
+    xy -= 0.5 * (xy.min(0) + xy.max(0))
+    return np.concatenate([xy + np.asarray(center, dtype=np.float64), np.full((k, 1), conf)], 1)

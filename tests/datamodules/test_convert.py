@@ -64,15 +64,14 @@ def test_round_trip_every_field(tmp_path, dataset, scale, open_body):
         if src is not None:
             kp = s.keypoints_2d[j if src == "openpose" else 25 + j]
             np.testing.assert_allclose(brightness_centroid(s.image), kp[:2], atol=0.35 if scale < 0.8 else 0.5)
-        # BiGraph joints: OpenPose detections when the file has them, else the ground truth.
-        if "openpose" in d:
+        # BiGraph joints: OpenPose detections when the file has them, else none (never the ground truth).
+        if "openpose" in d and op[OPENPOSE25_TO_BIGRAPH12_BY_HAND, 2].any():
             np.testing.assert_allclose(s.bigraph_joints_2d, op[OPENPOSE25_TO_BIGRAPH12_BY_HAND], atol=2e-3)
-            assert report["bigraph_joints_2d_from"].startswith("OpenPose")
-        elif "part" in d:
-            np.testing.assert_allclose(s.bigraph_joints_2d, gt[J24_TO_BIGRAPH12_BY_HAND], atol=2e-3)
-            assert "ground truth used as detections" in report["bigraph_joints_2d_from"]
+            assert report["bigraph_joints_2d_from"].startswith("OpenPose") and s.bigraph_joints_from == "openpose_npz"
         else:
-            assert not s.bigraph_joints_2d.any()
+            assert not s.bigraph_joints_2d.any() and s.bigraph_joints_from == "none"
+            if "openpose" not in d:
+                assert report["bigraph_joints_2d_from"].startswith("nothing")
         # SMPL.
         if "pose" in d:
             np.testing.assert_array_equal(s.pose, d["pose"][i].astype(np.float32))
@@ -134,10 +133,13 @@ def test_openpose_and_part_index_maps_with_distinct_coordinates(tmp_path):
     # OpenPose left shoulder is OP joint 5 = (65, 45); BiGraph's first joint is the left shoulder.
     np.testing.assert_allclose(bg[0], [65, 45], atol=1e-3)
     np.testing.assert_allclose(bg, d["openpose"][0, OPENPOSE25_TO_BIGRAPH12_BY_HAND, :2], atol=1e-3)
-    # Without openpose, the ground truth: left shoulder is J24 slot 9 = (109, 68).
+    # Without openpose, the ground truth on request only: left shoulder is J24 slot 9 = (109, 68).
     del d["openpose"]
     np.savez(tmp_path / "coco.npz", **d)
     _, (s,) = run(tmp_path, "coco", overwrite=True)
+    assert not s.bigraph_joints_2d.any() and s.bigraph_joints_from == "none"
+    _, (s,) = run(tmp_path, "coco", overwrite=True, detections="ground-truth")
+    assert s.bigraph_joints_from == "ground_truth"
     bg = s.bigraph_joints_2d[:, :2] * k + (d["center"][0] - k * CROP / 2) - 0.5
     np.testing.assert_allclose(bg[0], [109, 68], atol=1e-3)
     np.testing.assert_allclose(bg, d["part"][0, J24_TO_BIGRAPH12_BY_HAND, :2], atol=1e-3)

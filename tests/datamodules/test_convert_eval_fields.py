@@ -32,12 +32,21 @@ def test_test_split_with_part_masks_stores_mask_original(tmp_path):
         assert s.area is None  # not in SPIN's files
 
 
-def test_test_split_with_silhouettes_stores_them_at_full_resolution(tmp_path):
+def test_test_split_stores_silhouettes_apart_from_the_parts(tmp_path):
+    """LSP test: the silhouette annotation (maskname) is kept at full resolution as silhouette_original,
+    0 / 1 with no ignore label, next to the part labels (partname) in mask_original; a crop mask of
+    silhouettes is no part map, so mask_original stays empty then."""
     make_spin_file(tmp_path, "lsp", n=2)
-    _, samples = run(tmp_path, "lsp", split="test", mask="silhouette")
     expected = np.zeros((IMAGE_H, IMAGE_W), np.uint8)
     expected[40:140, 60:180] = 1  # the fixture's silhouette PNG (255 there) -> foreground 1
-    assert all(np.array_equal(s.mask_original, expected) for s in samples)
+    report, samples = run(tmp_path, "lsp", split="test")
+    assert report["mask_from"] == "partname" and report["silhouette_original_from"] == "maskname"
+    for s in samples:
+        assert np.array_equal(s.silhouette_original, expected) and np.array_equal(s.mask_original, expected_parts())
+    _, samples = run(tmp_path, "lsp", split="test", mask="silhouette", overwrite=True)
+    assert all(np.array_equal(s.silhouette_original, expected) and s.mask_original is None for s in samples)
+    _, samples = run(tmp_path, "lsp", split="train", overwrite=True)
+    assert all(s.silhouette_original is None and s.mask_original is None for s in samples)
 
 
 def test_training_splits_and_maskless_files_store_no_mask_original(tmp_path):
@@ -47,5 +56,5 @@ def test_training_splits_and_maskless_files_store_no_mask_original(tmp_path):
     assert [s.image_id for s in samples] == [str(n) for n in d["imgname"]]
     d = make_spin_file(tmp_path, "lsp", n=2)
     _, samples = run(tmp_path, "lsp", split="test", mask="none", overwrite=True)
-    assert all(not s.has_mask and s.mask_original is None for s in samples)
+    assert all(not s.has_mask and s.mask_original is None and s.silhouette_original is None for s in samples)
     assert [s.image_id for s in samples] == [str(n) for n in d["imgname"]]

@@ -170,10 +170,11 @@ def test_asking_for_absent_masks_fails_before_touching_old_shards(tmp_path):
 
 def test_mask_root_separate_from_images(tmp_path):
     d = make_spin_file(tmp_path, "lsp", n=1)
-    (tmp_path / "upi-s1h" / "parts").mkdir(parents=True)
-    (tmp_path / "images" / str(d["partname"][0])).rename(tmp_path / "upi-s1h" / str(d["partname"][0]))
+    for key, folder in (("partname", "parts"), ("maskname", "seg")):
+        (tmp_path / "upi-s1h" / folder).mkdir(parents=True)
+        (tmp_path / "images" / str(d[key][0])).rename(tmp_path / "upi-s1h" / str(d[key][0]))
     _, samples = run(tmp_path, "lsp", masks=str(tmp_path / "upi-s1h"))
-    assert samples[0].has_mask
+    assert samples[0].has_mask and samples[0].silhouette_original is not None
 
 
 def test_label_png_readers(tmp_path):

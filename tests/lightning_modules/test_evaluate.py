@@ -38,7 +38,7 @@ class OracleDecoder(BodyDecoder):
     def final(self, prediction):
         batch = self.batch
         gt = self.ground_truth_mesh(batch)
-        transl = (batch["vertices"] - gt["vertices"]).mean(1, keepdim=True)       # camera = body + transl
+        transl = batch["transl"][:, None]                                          # camera = body + transl
         f, p = batch["focal_length"][:, None], batch["principal_point"][:, None]   # (B, 1, 2) input px
         p = p + torch.tensor([self.shift_px, 0.0])
 
@@ -50,7 +50,7 @@ class OracleDecoder(BodyDecoder):
         kp = gt["keypoints49_3d"] + transl
         kp_norm = 2.0 * (f * kp[..., :2] / kp[..., 2:] + p) / RES - 1.0
         cam = torch.tensor([1e6, 0.0, 0.0]).expand(len(f), 3)
-        return {"vertices": to_crop_camera(batch["vertices"]), "keypoints_2d": kp_norm, "cam": cam}
+        return {"vertices": to_crop_camera(batch["vertices"] + transl), "keypoints_2d": kp_norm, "cam": cam}
 
 
 def oracle_prediction(batch) -> Prediction:

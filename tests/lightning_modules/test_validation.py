@@ -64,7 +64,8 @@ def test_samples_without_3d_ground_truth_or_with_missing_joints_are_skipped(hmr_
     partial = dict(batch)
     j = batch["joints_3d"].clone()
     j[:, J24_PELVIS, 3] = 0.0                      # no pelvis: cannot be centred as the protocol says
-    partial.update(joints_3d=j, has_smpl=torch.zeros_like(batch["has_smpl"]))
+    partial.update(joints_3d=j, has_smpl=torch.zeros_like(batch["has_smpl"]),
+                   has_vertices=torch.zeros_like(batch["has_smpl"]))   # no ground-truth mesh either
     with torch.no_grad():
         model.evaluators[0].update(partial, model(batch))
     row = model.evaluators[0].row()

@@ -6,8 +6,10 @@ import torch
 
 from body.camera import crop_affine, invert_affine, perspective_projection, pixels_to_normalized
 from body.joints import J24_TO_COCO17
+from metrics import SegmentationScores
 from metrics.protocols import (IGNORE_LABEL, PROTOCOL_COLUMNS, coco_ground_truth_keypoints, foreground_of,
-                               input_box_in_image, keypoints_in_image, protocol_of_set, vertices_in_image)
+                               input_box_in_image, keypoints_in_image, lsp6_vertex_labels, lsp_targets,
+                               protocol_of_set, vertices_in_image)
 from runtime.errors import UserError
 
 RES = 224
@@ -93,3 +95,36 @@ def test_coco_ground_truth_encodes_unlabelled_as_zeros():
     # normalised -> input px -> original: x = 100 + (n + 1) * 112 * (200 / 224)
     expected = 100.0 + (kp[0, :10, 0].double() + 1) * 100.0
     assert torch.allclose(gt[0, :10, 0], expected, atol=1e-4)
+
+
+def test_lsp6_map_puts_the_neck_in_the_torso():
+    """UP's six regions (up_tools/model.py six_region_groups: the neck with the upper body): SMPL part -> LSP-6,
+    written out by hand (1 head, 2 torso, 3/4 left/right arm, 5/6 left/right leg)."""
+    by_hand = [2, 5, 6, 2, 5, 6, 2, 5, 6, 2, 5, 6, 2, 2, 2, 1, 3, 4, 3, 4, 3, 4, 3, 4]
+    assert lsp6_vertex_labels(torch.arange(24)).tolist() == by_hand
+    assert lsp6_vertex_labels(torch.tensor([12, 15])).tolist() == [2, 1]   # neck torso, head head
+
+
+def test_lsp_scores_silhouette_for_foreground_and_parts_for_parts_known_answer():
+    """SPIN's LSP evaluation on a 4 x 5 example worked out by hand: foreground/background against the silhouette
+    (every pixel counts; two person pixels the part map leaves unlabelled are missed), parts against the part
+    labels (F1 over labelled pixels, accuracy with 255 read as background)."""
+    pred = torch.tensor([[0, 1, 1, 2, 0], [0, 2, 2, 2, 0], [3, 2, 2, 4, 0], [0, 5, 0, 6, 0]])
+    parts = torch.tensor([[0, 1, 1, 1, 0], [0, 2, 2, 2, 255], [3, 2, 2, 2, 255], [0, 5, 0, 6, 0]])
+    silhouette = torch.tensor([[0, 1, 1, 1, 0], [0, 1, 1, 1, 1], [1, 1, 1, 1, 1], [0, 1, 0, 1, 0]])
+    fb_gt, parts_gt = lsp_targets(parts, silhouette)
+    fb, seg = SegmentationScores(2), SegmentationScores(7)
+    fb.update((pred > 0).long()[None], fb_gt[None])
+    seg.update(pred[None], parts_gt[None])
+    f, p = fb.compute(), seg.compute()
+    assert float(f["accuracy"]) == pytest.approx(18 / 20)
+    assert float(f["mean_f1"]) == pytest.approx((24 / 26 + 12 / 14) / 2)
+    assert float(p["accuracy_ignored_as_background"]) == pytest.approx(18 / 20)
+    assert float(p["accuracy"]) == pytest.approx(16 / 18)
+    assert float(p["mean_f1"]) == pytest.approx((1 + 0.8 + 10 / 12 + 1 + 0 + 1 + 1) / 7)
+    # Without a silhouette the parts' foreground stands in (255 ignored): here it would hide the two misses.
+    fb_parts, _ = lsp_targets(parts, None)
+    only = SegmentationScores(2)
+    only.update((pred > 0).long()[None], fb_parts[None])
+    assert float(only.compute()["accuracy"]) == pytest.approx(1.0)
+    assert lsp_targets(None, None) == (None, None)

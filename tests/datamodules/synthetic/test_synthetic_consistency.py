@@ -55,16 +55,28 @@ def test_stored_3d_reprojects_onto_keypoints_2d(tiny_samples):
     assert checked > 100
 
 
+# The 17 Human3.6M slots of the 24 ground-truth joints (SPIN's global_idx), written out.
+H36M17_TO_J24_BY_HAND = [14, 3, 4, 5, 2, 1, 0, 16, 12, 17, 18, 9, 10, 11, 8, 7, 6]
+
+
 def test_smpl_parameters_reproduce_vertices_and_joints_up_to_a_translation(tiny_samples, body_model):
-    for s in all_samples(tiny_samples):
-        if not s.has_smpl:
-            continue
+    for (split, name), group in tiny_samples.items():
+        h36m_joints = split == "eval" and name == "h36m"   # motion-capture-like joints: the H36M regressor's
+        for s in group:
+            check_sample(s, body_model, h36m_joints)
+
+
+def check_sample(s, body_model, h36m_joints: bool) -> None:
+    if s.has_smpl:
         out = body_output(body_model, s)
         kp3 = out.keypoints49[0].numpy().astype(np.float64)
+        if h36m_joints:
+            kp3[[25 + j for j in H36M17_TO_J24_BY_HAND]] = body_model.h36m17(out.vertices)[0].numpy()
         if s.vertices is not None:
             d = s.vertices.astype(np.float64) - out.vertices[0].numpy()
             assert np.abs(d - d.mean(0)).max() < TOL_M, s.key
             t = d.mean(0)
+            assert np.abs(s.transl - t).max() < TOL_M, s.key   # the translation the mesh carries
         if s.has_3d:
             m = s.joints_3d[:, 3] > 0
             d = s.joints_3d[m, :3].astype(np.float64) - kp3[25:][m]

@@ -7,6 +7,7 @@ import torch
 from body.raster import rasterize
 from body.render import face_labels_map, vertex_labels_to_face_labels, vertex_normals
 from datamodules.synthetic.sources import TRAIN_SOURCES
+from metrics.protocols import lsp6_vertex_labels
 
 
 def crop_intrinsics(sample) -> tuple[np.ndarray, np.ndarray]:
@@ -22,7 +23,7 @@ def render(vertices: np.ndarray, sample, model) -> tuple[np.ndarray, np.ndarray]
     v = torch.from_numpy(vertices)[None]
     xy = torch.from_numpy(f).float() * v[..., :2] / v[..., 2:] + torch.from_numpy(c).float()
     frags = rasterize(torch.cat([xy, v[..., 2:]], -1), model.faces, sample.mask.shape)
-    lsp = model.vertex_part_lsp6
+    lsp = lsp6_vertex_labels(model.vertex_part24)   # the LSP protocol's six parts (metrics.protocols)
     labels = face_labels_map(frags, vertex_labels_to_face_labels(lsp, model.faces))[0].numpy()
     return labels, frags.zbuf[0].numpy()
 
@@ -47,7 +48,7 @@ def test_masks_equal_the_rendering_of_the_part_labels(tiny_samples, scene_genera
 def test_visible_vertices_land_on_their_part(tiny_samples, scene_generator, body_model):
     """The mask label under a projected vertex that is not occluded (its depth is the z-buffer's) and
     faces the camera is the vertex's own part label, in most cases (part borders excepted)."""
-    lsp = body_model.vertex_part_lsp6.numpy()
+    lsp = lsp6_vertex_labels(body_model.vertex_part24).numpy()
     agree = total = 0
     for sample, vertices in masked_samples(tiny_samples, scene_generator):
         _, zbuf = render(vertices, sample, body_model)

@@ -9,6 +9,7 @@ from body.raster import rasterize
 from body.render import face_labels_map, vertex_labels_to_face_labels
 from datamodules.synthetic.sources import EVAL_SETS, TRAIN_SOURCES
 from datamodules.warp import warp_image
+from metrics.protocols import lsp6_vertex_labels
 
 IGNORE = 255
 
@@ -22,7 +23,7 @@ def render_original(sample, model) -> np.ndarray:
     xy = f * v[..., :2] / v[..., 2:3] + c
     width, height = (int(x) for x in sample.image_size)
     frags = rasterize(torch.cat([xy, v[..., 2:3]], -1), model.faces, (height, width))
-    lsp = model.vertex_part_lsp6
+    lsp = lsp6_vertex_labels(model.vertex_part24)   # the LSP protocol's six parts (metrics.protocols)
     return face_labels_map(frags, vertex_labels_to_face_labels(lsp, model.faces))[0].to(torch.uint8).numpy()
 
 
