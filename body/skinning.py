@@ -119,7 +119,9 @@ class DownsampledSkinning(nn.Module):
         """(B, 10), (B, 24, 3, 3) root first -> (B, N, 3) posed vertices of the level (no translation)."""
         if rotmats.dim() != 4 or rotmats.shape[1:] != (24, 3, 3):
             raise ValueError(f"rotmats must have shape (B, 24, 3, 3), got {tuple(rotmats.shape)}")
-        dt = betas.dtype
-        return skin_vertices(rotmats.to(dt), betas, self.v_template.to(dt), self.shapedirs.to(dt),
-                             self.posedirs.to(dt), self.lbs_weights.to(dt), self.joints_template.to(dt),
-                             self.joints_shapedirs.to(dt), self.parents)
+        # The module's dtype (or the inputs', if wider) with autocast off, as the body model (body/model.py).
+        dt = torch.promote_types(torch.promote_types(self.v_template.dtype, betas.dtype), rotmats.dtype)
+        with torch.autocast(betas.device.type, enabled=False):
+            return skin_vertices(rotmats.to(dt), betas.to(dt), self.v_template.to(dt), self.shapedirs.to(dt),
+                                 self.posedirs.to(dt), self.lbs_weights.to(dt), self.joints_template.to(dt),
+                                 self.joints_shapedirs.to(dt), self.parents)
