@@ -11,13 +11,19 @@ Outputs: the non-parametric mesh ("np", the graph's vertices, the model's predic
 ("p", the body model on the SMPL-parameter regressor's estimate); validation and ``make eval`` report both,
 with the key suffixes ``_np`` and ``_p`` (``mpjpe_np``, ``pve_p``, ...).
 
-Losses (paper, section 3.4; weights in ``model.loss_weights``, defaults in configs/model/bigraph.yaml):
-``vertices`` L1 on the np mesh (has_smpl), ``mesh_joints_3d`` L1 on joints regressed from the np mesh
-(has_3d, hip-centred), ``keypoints_2d`` L1 on their projection with the predicted camera, ``skeleton_2d``
-L1 on the skeleton branch's projected joints, ``skeleton_3d`` the focal regression loss on its 3D joints
-(has_3d, hip-centred; alpha = gamma = 1, weight 5), or L1 with the same weight when
-``skeleton_3d_loss: l1`` (Table 5's "w/o FL" row), ``pose`` and ``betas`` MSE on the SMPL regressor's
-parameters (has_smpl).
+Losses (paper, section 4.4, eq. (6) and "Focal loss for regression"; weights in ``model.loss_weights``,
+defaults in configs/model/bigraph.yaml): ``vertices`` L_m, L1 on the np mesh (has_smpl); ``mesh_joints_3d``
+L_m^j3d, L1 on joints regressed from the np mesh (has_3d, hip-centred); ``keypoints_2d`` L_m^j2d, L1 on their
+projection with the predicted camera; ``skeleton_3d`` L_s, L1 on the skeleton branch's 3D joints (has_3d,
+hip-centred); ``skeleton_2d`` L_s^j2d, L1 on their projection; ``skeleton_focal`` the focal regression loss
+on the same joints (alpha = gamma = 1, coefficient 5), or, with ``skeleton_3d_loss: l1`` (Table 5's "w/o FL"
+row), the plain per-joint error in its place with the same weight; ``pose`` L_theta and ``betas`` L_beta,
+MSE on the SMPL regressor's parameters (has_smpl; lambda = 0.1 as GraphCMR's trainer).
+
+OUR READING of the skeleton terms: eq. (6) lists L_s and section 4.4 adds "the focal loss ... to the
+estimated 3D pose from Mesh-GCN (V_s)" with coefficient 5.0; we keep both, so the "w/o FL" row changes the
+shape of the added term (focal vs plain error L, the per-joint Euclidean distance in metres) and not the
+strength of the supervision (``losses.focal_regression_loss``).
 """
 from __future__ import annotations
 
@@ -41,7 +47,14 @@ SKELETON_3D_LOSSES = ("focal", "l1")
 
 
 class BiGraphSystem(nn.Module):
-    """Backbone + BiGraph graph network: forward(image, joints_2d (B, 12, 2) normalised) -> ``Prediction``."""
+    """Backbone + BiGraph graph network: forward(image, joints_2d (B, 12, 2) normalised[, missing (B, 12) bool])
+    -> ``Prediction``.
+
+    Missing detections (``missing``, given outside training; ``base.RoIJointSource``): a first pass with them
+    at the box centre gives the skeleton branch's estimate of every joint; each missing joint moves to the
+    projection of that estimate with the pass's camera (the box centre where it is not finite), and a second
+    pass on the same backbone features is the prediction. Our choice: the paper always has a detector's joints.
+    """
 
     takes_joints_2d = True
 
@@ -49,8 +62,15 @@ class BiGraphSystem(nn.Module):
         super().__init__()
         self.backbone, self.graph = backbone, net
 
-    def forward(self, image: Tensor, joints_2d: Tensor | None) -> Prediction:
-        return self.graph(self.backbone.forward_features(image), joints_2d)
+    def forward(self, image: Tensor, joints_2d: Tensor | None, missing: Tensor | None = None) -> Prediction:
+        features = self.backbone.forward_features(image)
+        prediction = self.graph(features, joints_2d)
+        if missing is None or joints_2d is None or prediction.skeleton_joints is None:
+            return prediction
+        estimate = project_to_normalized_crop(prediction.skeleton_joints, prediction.final.cam,
+                                              self.graph.config.image_size).to(joints_2d.dtype)
+        estimate = torch.where(torch.isfinite(estimate).all(-1, keepdim=True), estimate, torch.zeros_like(estimate))
+        return self.graph(features, torch.where(missing[..., None], estimate, joints_2d))
 
 
 class BiGraphLoss(ModelLoss):
@@ -86,12 +106,13 @@ class BiGraphLoss(ModelLoss):
             centred_pred = joints - joints[:, hips].mean(1, keepdim=True)
             centred_gt = gt3d[..., :3] - gt3d[:, hips, :3].mean(1, keepdim=True)
             valid = has_3d[:, None] & (gt3d[..., 3] > 0)
+            terms["skeleton_3d"] = L.vertex_loss(centred_pred, centred_gt, valid, criterion="l1")
             if str(cfg["skeleton_3d_loss"]) == "focal":
-                terms["skeleton_3d"] = L.focal_regression_loss(centred_pred, centred_gt, valid,
-                                                               alpha=float(cfg["focal_alpha"]),
-                                                               gamma=float(cfg["focal_gamma"]))
+                terms["skeleton_focal"] = L.focal_regression_loss(centred_pred, centred_gt, valid,
+                                                                  alpha=float(cfg["focal_alpha"]),
+                                                                  gamma=float(cfg["focal_gamma"]))
             else:
-                terms["skeleton_3d"] = L.vertex_loss(centred_pred, centred_gt, valid, criterion="l1")
+                terms["skeleton_focal"] = L.point_distance_loss(centred_pred, centred_gt, valid)
         return terms
 
 

@@ -45,7 +45,7 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
 
-from body.joints import BIGRAPH12_JOINT_NAMES, SPIN49_TO_BIGRAPH12
+from body.joints import BIGRAPH12_EDGES, BIGRAPH12_JOINT_NAMES, SPIN49_TO_BIGRAPH12
 from body.rotations import rot6d_to_rotmat
 from lightning_modules.nets.bigraph_parts import (
     FUSION_MODES, CameraHead, CoordinateHead, FusionAdjacency, FusionBlock, MeshInput, SkeletonInput,
@@ -56,6 +56,7 @@ from lightning_modules.nets.smpl_regressor import ROTATIONS, SMPLParamRegressor
 from lightning_modules.prediction import Estimate, Prediction
 
 FUSION_LAYERS = ("all", "first", "last")
+SKELETON_EDGES = ("all", "bones")
 RESNET50_CHANNELS = {"c2": 256, "c3": 512, "c4": 1024, "c5": 2048}
 
 
@@ -87,6 +88,8 @@ class BiGraphConfig:
     fusion_layers: "all" blocks, or only the "first" / "last" (Table 5's fusion-at-first / -last).
     shared_weights: the skeleton graph runs the mesh graph's GCN blocks, reduction block included (same
         weights, its own adjacency); the input layers (different input sizes) and heads (different tasks) stay separate.
+    skeleton_edges: A_s over "all" pairs of joints (the text of section 4.3) or only the "bones" its Fig. 1
+        draws (``body.joints.BIGRAPH12_EDGES``); reciprocal distances either way.
     smpl_hidden, smpl_blocks, rotation, detach_smpl_input: SMPL regressor width (GraphCMR: 1024), residual
         blocks (2), rotation projection ("6d" Gram-Schmidt, the suite's convention, or "svd" as GraphCMR),
         and whether it sees the mesh detached (GraphCMR trains it on the detached prediction).
@@ -111,6 +114,7 @@ class BiGraphConfig:
     fusion: str = "graph"
     fusion_layers: str = "all"
     shared_weights: bool = False
+    skeleton_edges: str = "all"
     smpl_hidden: int = 1024
     smpl_blocks: int = 2
     rotation: str = "6d"
@@ -123,6 +127,8 @@ class BiGraphConfig:
             raise ValueError(f"fusion must be one of {FUSION_MODES}, got {self.fusion!r}")
         if self.fusion_layers not in FUSION_LAYERS:
             raise ValueError(f"fusion_layers must be one of {FUSION_LAYERS}, got {self.fusion_layers!r}")
+        if self.skeleton_edges not in SKELETON_EDGES:
+            raise ValueError(f"skeleton_edges must be one of {SKELETON_EDGES}, got {self.skeleton_edges!r}")
         if self.rotation not in ROTATIONS:
             raise ValueError(f"rotation must be one of {sorted(ROTATIONS)}, got {self.rotation!r}")
         if self.global_stage not in self.feature_channels:
@@ -251,7 +257,7 @@ class BiGraphNet(nn.Module):
         self.joint_head = self.fusion_adjacency = None
         self.fusion_blocks = nn.ModuleDict()
         if cfg.skeleton_graph:
-            a_s = skeleton_adjacency(tpl.rest_joints)
+            a_s = skeleton_adjacency(tpl.rest_joints, None if cfg.skeleton_edges == "all" else BIGRAPH12_EDGES)
             self.register_buffer("skeleton_adjacency", a_s, persistent=False)
             self.skeleton_input = SkeletonInput(
                 cfg.feature_channels, cfg.roi_stages, global_channels, d0, cfg.image_size,

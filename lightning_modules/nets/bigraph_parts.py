@@ -6,7 +6,7 @@ Graph" (section 4.3). Features are channels-first (B, C, N) as in ``graph.py``; 
 
 Fixed graphs (pure functions, built once from the body model's reference mesh and joints):
 - skeleton adjacency A_s: "the reciprocal of the Euclidean distance between two template joint vertices"
-  for every pair of the 12 joints. The diagonal (distance 0) is OUR CHOICE: each joint's self-loop weighs
+  for every pair of the 12 joints (the text; ``skeleton_edges: bones`` keeps only the bones its Fig. 1 draws). The diagonal (distance 0) is OUR CHOICE: each joint's self-loop weighs
   as much as its nearest joint; then rows are normalised (as the mesh adjacency is).
 - fusion graph: A_f = RowNorm(A_fs (.) W_f) (eq. 5) on the N_m + N_s nodes, A_fs = 1 / |v_i - j_k| between
   every mesh vertex and joint in the T-pose and 0 between two vertices or two joints (those entries of W_f
@@ -39,17 +39,24 @@ def reciprocal_distances(a: Tensor, b: Tensor, min_distance: float = 1e-3) -> Te
     return 1.0 / torch.cdist(a, b).clamp_min(min_distance)
 
 
-def skeleton_adjacency(joints: Tensor) -> Tensor:
-    """Row-normalised reciprocal-distance adjacency of all joint pairs (module docstring).
+def skeleton_adjacency(joints: Tensor, edges: Sequence[tuple[int, int]] | None = None) -> Tensor:
+    """Row-normalised reciprocal-distance adjacency of the joints (module docstring).
 
     Args:
         joints: (N, 3) template joints.
+        edges: None = every pair of joints (the paper's text: "between two template joint vertices");
+            a list of (i, j) pairs = only those, both ways (the bones Fig. 1 draws: ``BIGRAPH12_EDGES``).
     Returns:
         (N, N) with rows summing to 1; the self-loop of row i equals its largest off-diagonal weight.
     """
     n = joints.shape[0]
     eye = torch.eye(n, dtype=torch.bool, device=joints.device)
     weights = reciprocal_distances(joints, joints).masked_fill(eye, 0.0)
+    if edges is not None:
+        keep = torch.zeros(n, n, dtype=torch.bool, device=joints.device)
+        i, j = (torch.tensor(side, dtype=torch.long, device=joints.device) for side in zip(*edges))
+        keep[i, j] = keep[j, i] = True
+        weights = weights.masked_fill(~keep, 0.0)
     weights = weights + torch.diag(weights.amax(dim=1))
     return row_normalize(weights)
 

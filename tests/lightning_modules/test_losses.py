@@ -14,6 +14,7 @@ from lightning_modules.losses import (
     camera_scale_loss,
     focal_regression_loss,
     focal_regression_term,
+    point_distance_loss,
     joints_3d_loss,
     keypoint_2d_loss,
     masked_mean,
@@ -186,16 +187,32 @@ def test_zero_invalid_per_sample_and_per_entry():
 # ------------------------------------------------------------------ focal regression loss
 def test_focal_regression_loss_by_hand():
     pred = torch.zeros(1, 2, 3, dtype=torch.float64)
-    # Point A: L = mean |(0.3, 0, 0)| = 0.1; point B: L = 0.6.
-    target = torch.tensor([[[0.3, 0.0, 0.0], [0.6, -0.6, 0.6]]], dtype=torch.float64)
+    # Point A: L = |(0.3, 0, 0)| = 0.3; point B: L = |(0.4, -0.4, 0.2)| = 0.6.
+    target = torch.tensor([[[0.3, 0.0, 0.0], [0.4, -0.4, 0.2]]], dtype=torch.float64)
     valid = torch.tensor([True])
-    a, b = -0.1 * math.log(0.9), -0.6 * math.log(0.4)          # 0.0105361, 0.5497744
+    a, b = -0.3 * math.log(0.7), -0.6 * math.log(0.4)
     assert focal_regression_loss(pred, target, valid).item() == pytest.approx((a + b) / 2, rel=1e-12)
-    # gamma = 2, alpha = 2: x = 0.2 and 1.2 (capped at tau in the log only).
-    a2 = -(0.2 ** 2) * math.log(0.8)
+    # gamma = 2, alpha = 2: x = 0.6 and 1.2 (capped at tau in the log only).
+    a2 = -(0.6 ** 2) * math.log(0.4)
     b2 = -(1.2 ** 2) * math.log(1 - FOCAL_DEFAULT_CAP)
     got = focal_regression_loss(pred, target, valid, alpha=2.0, gamma=2.0)
     assert got.item() == pytest.approx((a2 + b2) / 2, rel=1e-12)
+    # Without the focal term ("w/o FL"): the mean distance itself.
+    assert point_distance_loss(pred, target, valid).item() == pytest.approx(0.45, rel=1e-12)
+
+
+def test_focal_term_changes_the_shape_not_the_scale_of_the_joint_loss():
+    """At errors of a few centimetres the focal term is about L^2 (a squared error), the plain distance L:
+    their gradients differ by the factor 2L, which is what Table 5's "w/o FL" row compares."""
+    pred = torch.zeros(1, 1, 3, dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([[[0.03, 0.04, 0.0]]], dtype=torch.float64)        # L = 0.05 m
+    valid = torch.tensor([True])
+    (g_focal,) = torch.autograd.grad(focal_regression_loss(pred, target, valid), pred)
+    (g_plain,) = torch.autograd.grad(point_distance_loss(pred, target, valid), pred)
+    ratio = g_focal.norm() / g_plain.norm()
+    x = 0.05
+    want = -math.log(1 - x) + x / (1 - x)        # d/dx [-x log(1 - x)]
+    assert ratio.item() == pytest.approx(want, rel=1e-9)
 
 
 def test_focal_term_values_and_the_cap():
@@ -255,6 +272,7 @@ def _cases():
         "vertex_l1": (lambda p, t, v: vertex_loss(p, t, v), (4, 7, 3), lambda b: randn(b, 7, 3)),
         "vertex_mse": (lambda p, t, v: vertex_loss(p, t, v, criterion="mse"), (4, 7, 3), lambda b: randn(b, 7, 3)),
         "focal": (lambda p, t, v: focal_regression_loss(p, t, v), (4, 7, 3), lambda b: 0.3 * randn(b, 7, 3)),
+        "point_distance": (lambda p, t, v: point_distance_loss(p, t, v), (4, 7, 3), lambda b: 0.3 * randn(b, 7, 3)),
         # masked_mean on inputs zeroed first, the way the losses use it.
         "masked_mean": (lambda p, t, v: masked_mean((zero_invalid(p, v.bool()) - zero_invalid(t, v.bool())).square(), v),
                         (4, 5), lambda b: randn(b, 5)),
@@ -330,13 +348,14 @@ def test_shape_errors():
 # ------------------------------------------------------------------ per-point masks
 def test_per_point_masks_by_hand():
     pred = torch.zeros(2, 2, 3, dtype=torch.float64)
-    target = torch.tensor([[[0.3, 0.0, 0.0], [0.6, -0.6, 0.6]], [[0.0, 0.0, 0.0], [9.0, 9.0, 9.0]]],
+    target = torch.tensor([[[0.3, 0.0, 0.0], [0.4, -0.4, 0.2]], [[0.0, 0.0, 0.0], [9.0, 9.0, 9.0]]],
                           dtype=torch.float64)
     valid = torch.tensor([[True, True], [True, False]])
-    a, b = -0.1 * math.log(0.9), -0.6 * math.log(0.4)
+    a, b = -0.3 * math.log(0.7), -0.6 * math.log(0.4)
     # Mean over the 3 valid points (the zero-error one included).
     assert focal_regression_loss(pred, target, valid).item() == pytest.approx((a + b + 0.0) / 3, rel=1e-12)
-    assert vertex_loss(pred, target, valid).item() == pytest.approx((0.3 + 1.8 + 0.0) / 9, rel=1e-12)
+    assert point_distance_loss(pred, target, valid).item() == pytest.approx((0.3 + 0.6 + 0.0) / 3, rel=1e-12)
+    assert vertex_loss(pred, target, valid).item() == pytest.approx((0.3 + 1.0 + 0.0) / 9, rel=1e-12)
     assert masked_mean(torch.tensor([[1.0, 3.0], [5.0, 100.0]]), valid).item() == pytest.approx(3.0)
 
 

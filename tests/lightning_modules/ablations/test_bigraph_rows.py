@@ -16,12 +16,14 @@ from tests.lightning_modules.ablations.support import (BIGRAPH_ROWS, FULL_BIGRAP
                                                        run_eval)
 
 ALL_OUTPUTS = {"iterations", "vertices_np", "vertices_coarse", "skeleton_joints", "roi_boxes", "fusion_adjacency"}
-ALL_TERMS = {"vertices", "mesh_joints_3d", "keypoints_2d", "pose", "betas", "skeleton_2d", "skeleton_3d"}
+ALL_TERMS = {"vertices", "mesh_joints_3d", "keypoints_2d", "pose", "betas", "skeleton_2d", "skeleton_3d",
+             "skeleton_focal"}
 SKELETON_OUTPUTS = {"skeleton_joints", "roi_boxes"}
 ADJACENCY = {"fusion_adjacency"}
 # outputs missing, loss terms missing, fusion blocks, whether the mesh depends on the RoI joints
 BIGRAPH_EXPECTED = {
-    "bigraph_t4_a_mesh_only": (SKELETON_OUTPUTS | ADJACENCY, {"skeleton_2d", "skeleton_3d"}, [], False),
+    "bigraph_t4_a_mesh_only": (SKELETON_OUTPUTS | ADJACENCY, {"skeleton_2d", "skeleton_3d", "skeleton_focal"}, [],
+                               False),
     "bigraph_t4_b_global_features": ({"roi_boxes"}, set(), list("01234"), True),
     "bigraph_t4_c_no_fusion": (ADJACENCY, set(), [], False),
     "bigraph_t4_d_full": (set(), set(), list("01234"), True),
@@ -212,8 +214,9 @@ def test_bigraph_shared_weights_skeleton_runs_the_mesh_blocks(data):
 
 
 def test_bigraph_skeleton_3d_loss_focal_or_l1(data):
-    """skeleton_3d_loss: on the same outputs, D's term is 5 x the focal formula and the "w/o FL" row's
-    5 x the L1, both on hip-centred joints over the valid points (has_3d and confidence > 0), recomputed
+    """skeleton_3d_loss: on the same outputs, both rows have L_s (1 x the L1 of the coordinates) and a
+    second joint term of weight 5: D's is the focal formula of the per-joint distance, the "w/o FL" row's
+    the distance itself; hip-centred joints over the valid points (has_3d and confidence > 0), recomputed
     here; every other term is the same."""
     dm, batch, _ = data
     focal, l1 = build(FULL_BIGRAPH, dm.eval_names), build("bigraph_t5_no_focal_loss", dm.eval_names)
@@ -232,13 +235,16 @@ def test_bigraph_skeleton_3d_loss_focal_or_l1(data):
     target = gt[..., :3] - gt[:, hips, :3].mean(1, keepdim=True)
     valid = batch["has_3d"][:, None] & (gt[..., 3] > 0)
     assert int(valid.sum()) == 2 * 12 - 1
-    error = (pred - target).abs()[valid]                       # (n_valid, 3)
-    expected_l1 = error.mean()
-    per_joint = error.mean(dim=-1)
-    expected_focal = (-per_joint * torch.log(1.0 - per_joint.clamp(max=0.9))).mean()
-    torch.testing.assert_close(terms_l1["skeleton_3d"], 5.0 * expected_l1, rtol=1e-5, atol=0)
-    torch.testing.assert_close(terms_focal["skeleton_3d"], 5.0 * expected_focal, rtol=1e-5, atol=0)
-    assert abs(float(expected_focal / expected_l1) - 1.0) > 0.05     # the two rows really differ
+    diff = (pred - target)[valid]                              # (n_valid, 3)
+    expected_ls = diff.abs().mean()
+    distance = diff.double().norm(dim=-1)
+    expected_plain = distance.mean()
+    expected_focal = (-distance * torch.log(1.0 - distance.clamp(max=0.9))).mean()
+    for terms in (terms_focal, terms_l1):
+        torch.testing.assert_close(terms["skeleton_3d"], 1.0 * expected_ls, rtol=1e-5, atol=0)
+    torch.testing.assert_close(terms_l1["skeleton_focal"].double(), 5.0 * expected_plain, rtol=1e-5, atol=0)
+    torch.testing.assert_close(terms_focal["skeleton_focal"].double(), 5.0 * expected_focal, rtol=1e-5, atol=0)
+    assert abs(float(expected_focal / expected_plain) - 1.0) > 0.05     # the two rows really differ
     assert set(terms_focal) == set(terms_l1)
-    for key in set(terms_focal) - {"skeleton_3d"}:
+    for key in set(terms_focal) - {"skeleton_focal"}:
         assert torch.equal(terms_focal[key], terms_l1[key])

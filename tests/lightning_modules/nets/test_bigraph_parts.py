@@ -35,6 +35,27 @@ def test_skeleton_adjacency_reciprocal_rows_and_self_loops():
         torch.testing.assert_close(a[i, i], a[i, others].max())
 
 
+def test_skeleton_adjacency_on_bones_only():
+    """skeleton_edges=bones: non-zero weights exactly on the bones (both ways) and the diagonal, each
+    bone's weight proportional to 1 / its length within a row."""
+    from body.joints import BIGRAPH12_EDGES
+
+    gen = torch.Generator().manual_seed(0)
+    joints = torch.randn(12, 3, generator=gen, dtype=torch.float64)
+    a = skeleton_adjacency(joints, BIGRAPH12_EDGES)
+    torch.testing.assert_close(a.sum(1), torch.ones(12, dtype=torch.float64))
+    want = torch.eye(12, dtype=torch.bool)
+    for i, j in BIGRAPH12_EDGES:
+        want[i, j] = want[j, i] = True
+    assert torch.equal(a != 0, want)
+    d = torch.cdist(joints, joints)
+    for i in range(12):
+        nbrs = [j for j in range(12) if want[i, j] and j != i]
+        ratio = a[i, nbrs] * d[i, nbrs]
+        torch.testing.assert_close(ratio, ratio[0].expand_as(ratio))
+        torch.testing.assert_close(a[i, i], a[i, nbrs].max())
+
+
 def test_fusion_adjacency_blocks_rows_sum_to_one_and_assembly():
     gen = torch.Generator().manual_seed(1)
     fixed = torch.rand(3, 5, generator=gen) + 0.1
