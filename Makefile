@@ -27,7 +27,7 @@ DATA ?= all
 # data.root is passed only when DATA_DIR is given, so that ARGS="data=bigraph_mix" keeps that config's root
 DATA_ROOT = $(if $(filter command line environment,$(origin DATA_DIR)),data.root=$(DATA_DIR))
 
-.PHONY: train eval help venv test test-fast show-body body-model export-body data preview-data show-data data-stats convert bench clean-venv
+.PHONY: train eval convert-pymaf compare-official-pymaf help venv test test-fast show-body body-model export-body data preview-data show-data data-stats convert bench clean-venv
 
 help:
 	@echo "make test          run the whole test suite (slow tests included; as CI does)"
@@ -37,6 +37,8 @@ help:
 	@echo "make export-body   write SMPL_NEUTRAL.pkl, mesh_downsampling.npz, SPIN files -> outputs/open_smpl/"
 	@echo "make train         train MODEL=bigraph|pymaf|hmr on the synthetic data (ARGS='trainer=gpu data=bigraph_mix ...')"
 	@echo "make eval          a checkpoint on evaluation sets: CKPT=... [MODEL=...] [DATA=3dpw,lsp|all] -> each paper's row + JSON"
+	@echo "make convert-pymaf official PyMAF checkpoint -> ours: OFFICIAL=PyMAF_model_checkpoint.pt [OUT=...] [ARGS='--body smpl --smpl-dir DIR']"
+	@echo "make compare-official-pymaf  converted weights vs the official forward in float64 (needs PYMAF_OFFICIAL_ROOT)"
 	@echo "make data          generate the synthetic data set -> data/synthetic (SIZE=1 SEED=0; skipped when up to date)"
 	@echo "make preview-data  contact sheet of the generated samples with their annotations -> outputs/synthetic_preview.png"
 	@echo "make show-data     PNG grid of augmented training samples, one row per source -> outputs/data_grid.png"
@@ -112,3 +114,10 @@ bench: $(STAMP) data
 
 clean-venv:
 	rm -rf $(VENV)
+
+convert-pymaf: $(STAMP)
+	@test -n "$(OFFICIAL)" || { echo "usage: make convert-pymaf OFFICIAL=PyMAF_model_checkpoint.pt [OUT=outputs/official/pymaf.ckpt] [ARGS='--body smpl --smpl-dir DIR']" >&2; exit 2; }
+	$(PY) -m cli.convert_pymaf $(OFFICIAL) --out $(or $(OUT),outputs/official/pymaf.ckpt) $(ARGS)
+
+compare-official-pymaf: $(STAMP)
+	$(RUN) scripts/compare_official_pymaf.py $(ARGS)

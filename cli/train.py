@@ -5,7 +5,9 @@
 The run directory is ``<out_dir>/<run_name>`` (default ``<model>-<data>``); it receives the resolved
 config (``config.yaml``), the checkpoints (``checkpoints/last.ckpt`` and the best by the first
 evaluation set's primary metric, ``callbacks.registry.checkpoint_monitor``) and the logger's files.
-``ckpt_path=last`` resumes the run.
+``ckpt_path=last`` resumes the run; ``init_weights=<ckpt>`` starts a new run from a checkpoint's weights
+(PyMAF's second stage); ``experiment=<recipe>`` sets a paper's recipe (configs/experiment/). On real data the
+run stops unless it has ImageNet weights and licensed SMPL (configs/guards.py).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from configs.guards import require_paper_setup
 from configs.loader import compose
 from configs.schema import trainer_kwargs
 from runtime import allocator
@@ -40,12 +43,13 @@ def make_logger(cfg, run_dir: Path):
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = compose("train", sys.argv[1:] if argv is None else argv)
+    require_paper_setup(OmegaConf.to_container(cfg, resolve=True))
     print(allocator.describe(), flush=True)
     import pytorch_lightning as pl
 
     from callbacks.registry import build_callbacks
     from datamodules.mixed import MixedDataModule
-    from lightning_modules.registry import build_module
+    from lightning_modules.registry import build_module, load_weights
 
     pl.seed_everything(int(cfg.seed), workers=True)
     run_dir = Path(cfg.out_dir) / (cfg.run_name or f"{cfg.ablation or cfg.model.name}-{cfg.data.get('name', 'data')}")
@@ -55,6 +59,12 @@ def main(argv: list[str] | None = None) -> dict:
     data = MixedDataModule(OmegaConf.to_container(cfg.data, resolve=True))
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     module = build_module(model_cfg, OmegaConf.to_container(cfg.body, resolve=True), data.eval_names, data.img_res)
+    if cfg.init_weights:
+        if cfg.ckpt_path:
+            raise UserError("init_weights and ckpt_path both set: init_weights starts a new run from a checkpoint's "
+                            "weights, ckpt_path resumes one; pass one of them")
+        load_weights(module, cfg.init_weights)
+        print(f"initialised the model from {cfg.init_weights} (weights only; a new run)", flush=True)
     callbacks = build_callbacks(OmegaConf.to_container(cfg, resolve=True), run_dir, module)
     trainer_cfg = trainer_kwargs(OmegaConf.to_container(cfg.trainer, resolve=True))
     trainer_cfg["enable_checkpointing"] = "checkpoint" in callbacks   # no hidden default checkpointing

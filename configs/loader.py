@@ -3,6 +3,9 @@
 A root file (``configs/<root>.yaml``) lists ``defaults``: one ``- group: choice`` per group, each read
 from ``configs/<group>/<choice>.yaml`` and placed under the key ``group``. Command-line style overrides
 then apply: ``group=choice`` swaps a group, ``a.b=value`` sets a value (omegaconf dot-list syntax).
+``experiment=<recipe>`` (roots with an ``experiment`` key) reads ``configs/experiment/<recipe>.yaml``: its group
+choices replace the root's defaults (a group chosen on the command line wins, except ``model``, which must be
+the recipe's), and its values are merged after the groups and before everything else below.
 ``ablation=<row>`` (roots with an ``ablation`` key) merges a paper ablation row of ``configs/ablations.yaml``
 into ``model`` after the groups and before the other overrides, so ``model.*`` overrides still win.
 
@@ -19,7 +22,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from configs.schema import GROUPS, ROOTS, model_schema
+from configs.schema import GROUPS, ROOTS, ExperimentConfig, model_schema
 from runtime.errors import UserError
 
 CONFIG_DIR = Path(__file__).resolve().parent
@@ -104,6 +107,25 @@ def apply_ablation(cfg: DictConfig, name: str) -> DictConfig:
     return cfg
 
 
+def load_experiment(name: str) -> DictConfig:
+    """The recipe ``configs/experiment/<name>.yaml``, checked against ``ExperimentConfig``."""
+    raw = _load_group("experiment", name)
+    return checked_merge(OmegaConf.structured(ExperimentConfig), raw, f"configs/experiment/{name}.yaml")
+
+
+def _experiment_groups(experiment: DictConfig, name: str, groups: dict, chosen: dict) -> None:
+    """Put the recipe's group choices into ``groups``. A group chosen on the command line wins (e.g.
+    ``trainer=ddp`` for several GPUs), except the model: a recipe is one model's, so another is an error."""
+    for group, choice in experiment.groups.items():
+        if group not in groups:
+            raise UserError(f"configs/experiment/{name}.yaml: {group!r} is not a group of this config: valid "
+                            f"groups are {', '.join(groups)}")
+        if group == "model" and chosen.get("model", choice) != choice:
+            raise UserError(f"experiment {name!r} is a recipe for model {choice!r}, not {chosen['model']!r}: pass "
+                            f"MODEL={choice} (or model={choice})")
+        groups[group] = choice
+
+
 def compose(root: str, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """Compose ``configs/<root>.yaml`` with its groups and apply ``overrides``. Resolves interpolations."""
     root_path = CONFIG_DIR / f"{root}.yaml"
@@ -115,20 +137,32 @@ def compose(root: str, overrides: list[str] | tuple[str, ...] = ()) -> DictConfi
     for entry in defaults:
         (group, choice), = entry.items()
         groups[group] = choice
-    values = []
+    values, chosen = [], {}
     for item in overrides:
         if "=" not in item:
             raise UserError(f"override {item!r} is not key=value (e.g. body=smpl or body.smpl_dir=/data/smpl)")
         key, value = item.split("=", 1)
         if key in groups:
-            groups[key] = value
+            chosen[key] = value
         else:
             values.append(item)
+    named = [item.split("=", 1)[1] for item in values if item.split("=", 1)[0] == "experiment"]
+    values = [item for item in values if item.split("=", 1)[0] != "experiment"]
+    experiment = None
+    if named and named[-1] not in ("", "null"):
+        if "experiment" not in base:
+            raise UserError(f"config {root!r} has no experiments; experiment=... applies to training configs")
+        experiment = load_experiment(named[-1])
+        _experiment_groups(experiment, named[-1], groups, chosen)
+    groups.update(chosen)
     typed = root in ROOTS
     cfg = OmegaConf.structured(ROOTS[root]) if typed else OmegaConf.create({})
     for group, choice in groups.items():
         cfg[group] = _group_node(group, choice)
     cfg = checked_merge(cfg, base, f"configs/{root}.yaml")
+    if experiment is not None:
+        cfg = checked_merge(cfg, experiment["values"], f"configs/experiment/{named[-1]}.yaml")
+        cfg.experiment = named[-1]
     ablation = [item.split("=", 1)[1] for item in values if item.split("=", 1)[0] == "ablation"]
     values = [item for item in values if item.split("=", 1)[0] != "ablation"]
     if ablation and ablation[-1] not in ("", "null"):

@@ -68,9 +68,10 @@ class HMRConfig(ModelConfig):
 @dataclass
 class PyMAFConfig(ModelConfig):
     n_levels: int = MISSING
-    feedback: str = MISSING             # mesh_aligned | grid | global (Tables 4-5)
+    feedback: str = MISSING             # mesh_aligned | grid | global (Table 4)
     pyramid: bool = MISSING
     aux: str = MISSING                  # iuv | part_seg | none (Table 5)
+    regressor_input: str = MISSING      # features | part_seg | dense_corr | masked_features (Table 5)
     init_features: Optional[str] = MISSING   # grid | mesh | null (Table 6)
     deconv_channels: int = MISSING
     mesh_forward: str = MISSING         # downsampled | full
@@ -112,6 +113,7 @@ class SourceConfig:
 @dataclass
 class EvalSetConfig:
     shards: str = MISSING
+    allow_missing_detections: bool = False   # BiGraph: evaluate a set without detected 2D joints (recorded in the row)
 
 
 @dataclass
@@ -191,6 +193,18 @@ class TrainRoot:
     ablation: Optional[str] = MISSING
     callbacks: List[str] = MISSING
     ckpt_path: Optional[str] = MISSING
+    experiment: Optional[str] = MISSING       # a paper recipe of configs/experiment/ (configs.loader)
+    init_weights: Optional[str] = MISSING     # a checkpoint whose model weights start the run (not a resume)
+    allow_nonpaper_setup: bool = MISSING      # real data without ImageNet weights or licensed SMPL (configs/guards.py)
+
+
+@dataclass
+class ExperimentConfig:
+    """A paper recipe (``configs/experiment/<name>.yaml``): group choices and values over the root's."""
+
+    description: str = MISSING
+    groups: Dict[str, str] = field(default_factory=dict)      # group -> choice (model, data, trainer, ...)
+    values: Dict[str, Any] = field(default_factory=dict)      # nested values merged after the groups
 
 
 @dataclass

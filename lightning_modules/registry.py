@@ -55,3 +55,26 @@ def load_module(path: str, expected_model: str | None = None):
     module = build_module(model_cfg, hparams.get("body") or {"name": "open"}, [], int(hparams.get("img_res", 224)))
     module.load_state_dict(ckpt["state_dict"])
     return module.eval()
+
+
+def load_weights(module, path: str, what: str = "init_weights") -> None:
+    """Start ``module`` from the model weights of a ``make train`` checkpoint (read weights-only): a new run
+    from trained weights (PyMAF's ``--pretrained_checkpoint``), not a resume (no optimiser, epoch or RNG
+    state is read). The checkpoint's model must be ``module``'s, and every weight must match by name and
+    shape, or the run stops in one line."""
+    ckpt = read_checkpoint(path, what=what)
+    saved = ((ckpt.get("hyper_parameters") or {}).get("model") or {}).get("name")
+    own = module.model_cfg["name"]
+    if saved is not None and saved != own:
+        raise UserError(f"{what}={path} holds a {saved!r} model, not {own!r}: use a checkpoint of MODEL={own}")
+    state = ckpt["state_dict"]
+    mine = module.state_dict()
+    missing = sorted(set(mine) - set(state))
+    unexpected = sorted(set(state) - set(mine))
+    wrong = sorted(k for k in set(mine) & set(state) if tuple(mine[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or wrong:
+        first = (missing or unexpected or wrong)[0]
+        raise UserError(f"{what}={path}: its weights do not fit this model ({len(missing)} missing, "
+                        f"{len(unexpected)} unexpected, {len(wrong)} of another shape, e.g. {first!r}): train it "
+                        "with the same model settings")
+    module.load_state_dict(state)
