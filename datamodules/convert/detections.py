@@ -42,6 +42,7 @@ import numpy as np
 
 from body.joints import COCO17_TO_BIGRAPH12, J24_TO_BIGRAPH12, OPENPOSE25_TO_BIGRAPH12
 from datamodules.convert.keypoints import clean_confidence_rows
+from datamodules.convert.spin_npz import read_json_file
 from runtime.errors import UserError
 
 DEFAULT_THRESHOLD: float = 0.1
@@ -82,11 +83,7 @@ def match_person(people: list[Person], center: np.ndarray, scale: float, thresho
 
 
 def _read_openpose_file(path: str) -> list[Person]:
-    try:
-        with open(path) as fh:
-            data = json.load(fh)
-    except (OSError, ValueError) as exn:
-        raise UserError(f"--detections: {path}: cannot read OpenPose JSON ({type(exn).__name__}: {exn})") from None
+    data = read_json_file(path, "--detections")
     people = data.get("people") if isinstance(data, dict) else None
     if not isinstance(people, list):
         raise UserError(f"--detections: {path}: not an OpenPose JSON file (an object with a 'people' list)")
@@ -152,11 +149,7 @@ def _image_names_by_id(results: list, imgnames: list[str], images_json: str | No
 
 
 def _load_coco_results(path: str, imgnames: list[str], images_json: str | None) -> ExternalDetections:
-    try:
-        with open(path) as fh:
-            results = json.load(fh)
-    except (OSError, ValueError) as exn:
-        raise UserError(f"--detections {path}: cannot read ({type(exn).__name__}: {exn})") from None
+    results = read_json_file(path, "--detections")
     if not isinstance(results, list) or not all(isinstance(r, dict) and "image_id" in r and "keypoints" in r
                                                 for r in results):
         raise UserError(f"--detections {path}: not a COCO keypoint results file (a JSON list of "

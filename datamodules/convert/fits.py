@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import os
 import zipfile
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ import numpy as np
 import roma
 import torch
 
-from datamodules.convert.spin_npz import SpinRecord
+from datamodules.convert.spin_npz import SpinRecord, read_json_file
 from runtime.errors import UserError
 
 EXTREME_BETA: float = 3.0
@@ -103,11 +102,7 @@ def _rotmat_to_axis_angle(rotmats: np.ndarray) -> np.ndarray:
 
 def _load_eft(path: str, imgnames: np.ndarray, centers: np.ndarray, scales: np.ndarray,
               notes: collections.Counter) -> Fits:
-    try:
-        with open(path) as fh:
-            data = json.load(fh)
-    except (OSError, ValueError) as exn:
-        raise UserError(f"--fits {path}: cannot read EFT JSON ({type(exn).__name__}: {exn})") from None
+    data = read_json_file(path, "--fits")
     entries = data.get("data") if isinstance(data, dict) else None
     if not isinstance(entries, list):
         raise UserError(f"--fits {path}: not an EFT fitting file (a JSON object with a 'data' list of fits)")

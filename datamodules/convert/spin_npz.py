@@ -210,3 +210,15 @@ class SpinNpz:
             maskname=_text(d["maskname"][i]) if "maskname" in d else None,
             partname=_text(d["partname"][i]) if "partname" in d else None,
         )
+
+
+def read_json_file(path: str, what: str):
+    """The parsed JSON of an input file given by a converter option; an unreadable or malformed file is a
+    one-line ``UserError`` naming the option (``what``, e.g. "--detections") and the file."""
+    import json
+
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError) as exn:
+        raise UserError(f"{what} {path}: cannot read it as JSON ({type(exn).__name__}: {exn})") from None
