@@ -3,7 +3,7 @@
 - 24-part labels: the body-model joint with the largest skinning weight (SMPL's own part
   segmentation is defined this way).
 - LSP 6-part labels (+ background 0) for the LSP segmentation protocol. Our order, documented:
-  1 head (head, neck), 2 torso (pelvis, spine, collars), 3 left arm, 4 right arm, 5 left leg,
+  1 head, 2 torso (pelvis, spine, collars, neck), 3 left arm, 4 right arm, 5 left leg,
   6 right leg; left/right are the person's own. Data converters map annotation colours to these.
 - IUV: I = part index 1..24 (0 is background), U, V in [0, 1] a cylindrical chart per part around
   its bone: U runs along the bone, V around it. DensePose's own charts (UV_Processed.mat, licensed
@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
-# SMPL joint index -> LSP 6-part label.
+# SMPL joint index -> LSP 6-part label. The neck (joint 12) is torso: UP's ``six_region_groups``
+# (up_tools/model.py), which made the LSP test annotations, group the neck region with the upper body.
 SMPL24_TO_LSP6 = np.array(
-    [2, 5, 6, 2, 5, 6, 2, 5, 6, 2, 5, 6, 1, 2, 2, 1, 3, 4, 3, 4, 3, 4, 3, 4], dtype=np.int64
+    [2, 5, 6, 2, 5, 6, 2, 5, 6, 2, 5, 6, 2, 2, 2, 1, 3, 4, 3, 4, 3, 4, 3, 4], dtype=np.int64
 )
 LSP6_PART_NAMES = ["background", "head", "torso", "left_arm", "right_arm", "left_leg", "right_leg"]
 
@@ -33,7 +34,7 @@ COARSE15_NAMES = ["background", "torso", "right_hand", "left_hand", "left_foot",
 # SMPL joint (skinning part) -> coarse class. A joint's part is the body segment its rotation moves most:
 # the hip's part is the thigh (upper leg), the knee's the shank (lower leg), ankle + foot (toes) the foot,
 # shoulder the upper arm, elbow the forearm, wrist + hand (fingers) the hand; pelvis, spines and collars
-# the torso; neck + head the head (DensePose's head charts take in the neck; the LSP map groups them so too).
+# the torso; neck + head the head (DensePose's head charts take in the neck; the LSP map, after UP, does not).
 # Left / right are the person's own, in SMPL and in DensePose.
 _COARSE_OF_JOINT = [1, 7, 6, 1, 9, 8, 1, 4, 5, 1, 4, 5, 14, 1, 1, 14, 10, 11, 12, 13, 3, 2, 3, 2]
 # Part index (0 background, 1..24 = joint + 1) -> coarse class 0..14.

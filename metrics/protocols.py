@@ -41,7 +41,7 @@ from torch import Tensor
 
 from body.camera import FOCAL_LENGTH, apply_affine, normalized_to_pixels, perspective_projection, \
     weak_perspective_to_translation
-from body.parts import LSP6_PART_NAMES, SMPL24_TO_LSP6
+from body.parts import SMPL24_TO_LSP6
 from runtime.errors import UserError
 
 IGNORE_LABEL: int = 255
@@ -57,13 +57,9 @@ PROTOCOLS: tuple[str, ...] = tuple(PROTOCOL_COLUMNS)
 THREE_D_PROTOCOLS: tuple[str, ...] = ("3dpw", "h36m", "up3d")
 
 
-SMPL_NECK: int = 12   # SMPL joint (skinning part) 12, the neck
-# SMPL's 24 skinning parts -> the LSP protocol's 6 parts (body.parts.LSP6_PART_NAMES order). UP's
-# ``six_region_groups`` (up_tools/model.py), which made the LSP test annotations, put the neck region in
-# the torso group with the upper body and shoulders; ``body.parts.SMPL24_TO_LSP6`` puts SMPL's neck in the
-# head, so the protocol moves it here.
-LSP6_OF_SMPL24: Tensor = torch.as_tensor(SMPL24_TO_LSP6, dtype=torch.long).clone()
-LSP6_OF_SMPL24[SMPL_NECK] = LSP6_PART_NAMES.index("torso")
+# SMPL's 24 skinning parts -> the LSP protocol's 6 parts (body.parts.LSP6_PART_NAMES order; the neck in the torso,
+# as UP's ``six_region_groups`` that made the LSP test annotations).
+LSP6_OF_SMPL24: Tensor = torch.as_tensor(SMPL24_TO_LSP6, dtype=torch.long)
 
 
 def lsp6_vertex_labels(vertex_part24: Tensor) -> Tensor:

@@ -14,15 +14,15 @@ def rest_joints(assets):
 
 
 def _expected_lsp6(name: str) -> str:
-    """The LSP part of an SMPL part, from its name alone (the documented grouping)."""
-    if name in ("head", "neck"):
+    """The LSP part of an SMPL part, from its name alone (the documented grouping: UP's, the neck in the torso)."""
+    if name == "head":
         return "head"
     side = "left" if name.startswith("left_") else "right" if name.startswith("right_") else None
     if side and any(k in name for k in ("shoulder", "elbow", "wrist", "hand")):
         return f"{side}_arm"
     if side and any(k in name for k in ("hip", "knee", "ankle", "foot")):
         return f"{side}_leg"
-    return "torso"  # pelvis, spines, collars
+    return "torso"  # pelvis, spines, collars, neck
 
 
 def test_every_part_has_vertices_and_labels_follow_the_weights(assets):
