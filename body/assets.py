@@ -144,13 +144,19 @@ def _dense(x) -> np.ndarray:
     return np.asarray(x.todense() if hasattr(x, "todense") else x, dtype=np.float32)
 
 
-def _load_smpl(smpl_dir: str | os.PathLike | None, gender: str) -> AssetSet:
+def smpl_folder(smpl_dir: str | os.PathLike | None, setting: str = "body.smpl_dir=/path") -> Path:
+    """The licensed SMPL folder: ``smpl_dir``, else ``$SMPL_DIR``; without either a one-line error naming
+    ``setting``, the way the caller takes it (a config key, a command-line option)."""
     smpl_dir = smpl_dir or os.environ.get("SMPL_DIR")
     if not smpl_dir:
-        raise BodyAssetError("body=smpl needs the folder of your licensed SMPL files: set body.smpl_dir=/path "
+        raise BodyAssetError(f"body smpl needs the folder of your licensed SMPL files: set {setting} "
                              "or the SMPL_DIR environment variable (files: SMPL_NEUTRAL.pkl from https://smpl.is.tue.mpg.de, "
                              "J_regressor_extra.npy and J_regressor_h36m.npy from SPIN's data bundle)")
-    root = Path(smpl_dir).expanduser()
+    return Path(smpl_dir).expanduser()
+
+
+def _load_smpl(smpl_dir: str | os.PathLike | None, gender: str) -> AssetSet:
+    root = smpl_folder(smpl_dir)
     pkl = root / f"SMPL_{gender.upper()}.pkl"
     for fname, path in ((pkl.name, pkl), ("J_regressor_extra.npy", root / "J_regressor_extra.npy"),
                         ("J_regressor_h36m.npy", root / "J_regressor_h36m.npy")):

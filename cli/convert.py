@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
+from body.assets import smpl_folder
 from datamodules.convert.datasets import DATASET_NAMES, DATASETS, SPLITS
 from datamodules.convert.detections import DEFAULT_THRESHOLD
 from datamodules.convert.fits import EXTREME_BETAS_MODES
@@ -61,6 +62,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> dict:
     """Parse ``argv``, convert, print the one-line summary; return the report."""
     a = parser().parse_args(argv)
+    if a.body == "smpl":
+        smpl_folder(a.smpl_dir, "--smpl-dir DIR")
     settings = ConvertSettings(
         dataset=a.dataset, npz=a.npz, images=a.images, out=a.out, split=a.split, shard_size=a.shard_size,
         crop_size=a.crop_size, body=a.body, smpl_dir=a.smpl_dir, limit=a.limit, masks=a.masks, mask=a.mask,

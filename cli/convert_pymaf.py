@@ -82,7 +82,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         our_expected_shapes, read_official_checkpoint,
     )
     from lightning_modules.registry import build_module
+    from body.assets import smpl_folder
 
+    if a.body == "smpl":
+        smpl_folder(a.smpl_dir, "--smpl-dir DIR")
     src, out = Path(a.official), Path(a.out)
     state, extra = read_official_checkpoint(src)
     converted = official_to_ours(state)

@@ -1,7 +1,7 @@
 """``make eval``: a trained checkpoint on evaluation sets, printing each paper's table row and writing JSON.
 
     python -m cli.evaluate ckpt=<path> [model=bigraph] [sets=3dpw,lsp|all] [data=pymaf_mix]
-        [protocol=...] [coco_annotations=person_keypoints_val2014.json] [trainer.accelerator=cpu]
+        [protocol=...] [data.eval.coco.annotations=person_keypoints_val2014.json] [trainer.accelerator=cpu]
         [trainer.devices=2 trainer.strategy=ddp | trainer=eval_ddp] [out=file.json]
 
 Each set's protocol comes from its name (``metrics.protocols.protocol_of_set``); the row's columns are
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
     import pytorch_lightning as pl
 
     from datamodules.mixed import MixedDataModule
-    from lightning_modules.evaluation import CocoAnnotations, metric_values
+    from lightning_modules.evaluation import metric_values
     from lightning_modules.registry import load_module
     from metrics.protocols import protocol_of_set
 
@@ -70,9 +70,8 @@ def main(argv: list[str] | None = None) -> dict:
         raise UserError(f"sets={cfg.sets}: unknown evaluation set(s) {', '.join(unknown) or '(none given)'}; "
                         f"data={data_cfg.get('name', '?')} has {', '.join(available) or 'none'} (or all)")
     protocols = {s: protocol_of_set(s, cfg.protocol) for s in sets}
-    coco = CocoAnnotations.from_json(str(cfg.coco_annotations)) if cfg.coco_annotations else None
     module = load_module(str(cfg.ckpt), cfg.model)
-    module.configure_evaluation(sets, protocols, coco)
+    module.configure_evaluation(sets, protocols)
     data_cfg["eval"] = {s: data_cfg["eval"][s] for s in sets}
     data = MixedDataModule(data_cfg)   # each rank reads its share (the trainer's rank)
     trainer = pl.Trainer(**trainer_kwargs(OmegaConf.to_container(cfg.trainer, resolve=True)), logger=False,

@@ -114,6 +114,7 @@ class SourceConfig:
 class EvalSetConfig:
     shards: str = MISSING
     allow_missing_detections: bool = False   # BiGraph: evaluate a set without detected 2D joints (recorded in the row)
+    annotations: Optional[str] = None        # COCO protocol: COCO's person_keypoints_val2014.json (the ground truth)
 
 
 @dataclass
@@ -215,7 +216,6 @@ class EvalRoot:
     model: Optional[str] = MISSING
     sets: str = MISSING
     protocol: Optional[str] = MISSING
-    coco_annotations: Optional[str] = MISSING
     out: Optional[str] = MISSING
 
 

@@ -142,6 +142,7 @@ class MixedDataModule(pl.LightningDataModule):
         self.skipped = SkipCounter(max_examples=50)
         self._eval_counts: dict[str, list[int]] = {}
         self._detections_seen: set[str] = set()
+        self._coco_areas_seen: set[str] = set()
 
     # ------------------------------------------------------------------------------------------
     @property
@@ -215,6 +216,31 @@ class MixedDataModule(pl.LightningDataModule):
                         "confidence 0), which BiGraph's skeleton branch reads; convert the set with detections "
                         "(make convert ... ARGS='--detections <OpenPose JSON folder | COCO results .json>') or set "
                         f"data.eval.{name}.allow_missing_detections=true to evaluate with the model's own estimates")
+
+    def coco_annotations(self, name: str) -> str | None:
+        """For an evaluation set scored by the COCO protocol, when a run starts: its official annotation file
+        (``data.eval.<name>.annotations``, COCO's person_keypoints_val2014.json: every person and crowd region
+        of each image, what COCOeval scores against), or None when its samples carry their own ground truth
+        (every sample has the person's ``area``, as the synthetic sets do). A set with neither (a converted
+        SPIN-format COCO file has no areas) stops the run in one line. The scan reads annotations only and stops
+        at the first sample without an area."""
+        if name not in self.eval_cfg:
+            raise UserError(f"unknown evaluation set {name!r}: configured sets are "
+                            f"{', '.join(self.eval_cfg) or 'none'}")
+        src = self.eval_cfg[name]
+        if src.get("annotations"):
+            return str(src["annotations"])
+        if name not in self._coco_areas_seen:
+            for url in expand_shards(str(src.get("shards", "")), self.root, f"data.eval.{name}"):
+                for _, fields in iter_annotations(url):
+                    if fields.get("area") is None:
+                        raise UserError(
+                            f"evaluation set {name!r} (COCO keypoint AP): its samples have no person areas, so the "
+                            f"ground truth must come from COCO's own file: set data.eval.{name}.annotations="
+                            "<person_keypoints_val2014.json> (or $COCO_ANNOTATIONS; https://cocodataset.org/#download, "
+                            "'Train/Val annotations')")
+            self._coco_areas_seen.add(name)
+        return None
 
     def _worker_context(self):
         """The multiprocessing context loader workers start in (module docstring), or None without workers."""

@@ -12,8 +12,9 @@ Everything else reads top to bottom below:
   for a network with ``takes_joints_2d`` (BiGraph), the RoI joints of ``roi_joints`` (``RoIJointSource``)
   and, outside training, which of them are missing; returns the network's ``Prediction``
   (``lightning_modules.prediction``).
-- ``check_detections`` (at fit and validation start): a BiGraph evaluation set without any detected joint
-  stops the run in one line unless ``data.eval.<set>.allow_missing_detections`` is set.
+- ``check_evaluation_sets`` (at fit and validation start): what each evaluation set needs from the data is
+  there, or the run stops in one line: a BiGraph set without any detected joint (unless
+  ``data.eval.<set>.allow_missing_detections``), a COCO set without its ground truth (``annotations``).
 - ``training_step``: the loss's weighted terms, their sum optimised, each logged as ``train/<term>``.
 - ``validation_step`` / ``on_validation_epoch_end``: each evaluation set's ``ProtocolMetrics``
   (``lightning_modules.evaluation``, the protocol from the set's name), logged as ``val/<set>/<key>``
@@ -132,16 +133,14 @@ class MeshRecoveryModule(pl.LightningModule):
     # ------------------------------------------------------------------------------------------
     # The flow
     # ------------------------------------------------------------------------------------------
-    def configure_evaluation(self, eval_sets: Sequence[str], protocols: Mapping[str, str] | None = None,
-                             coco: CocoAnnotations | None = None) -> None:
-        """One ``ProtocolMetrics`` per evaluation set (``protocols`` overrides the protocol of a set's name;
-        ``coco``: official COCO annotations for the COCO protocol)."""
+    def configure_evaluation(self, eval_sets: Sequence[str], protocols: Mapping[str, str] | None = None) -> None:
+        """One ``ProtocolMetrics`` per evaluation set (``protocols`` overrides the protocol of a set's name)."""
         protocols = dict(protocols or {})
         self.eval_sets = list(eval_sets)
         takes_joints = self.roi_joints is not None
         self.evaluators = nn.ModuleList([ProtocolMetrics(self.decoder, protocols.get(name) or protocol_of_set(name),
-                                                         coco, takes_joints) for name in self.eval_sets])
-        self._detections_checked = False
+                                                         None, takes_joints) for name in self.eval_sets])
+        self._sets_checked = False
         self.last_rows: dict[str, dict[str, Any]] = {}
 
     def normalize(self, img: Tensor) -> Tensor:
@@ -159,23 +158,32 @@ class MeshRecoveryModule(pl.LightningModule):
         return self.net(image, joints, missing)
 
     def on_fit_start(self) -> None:
-        self.check_detections()
+        self.check_evaluation_sets()
 
     def on_validation_start(self) -> None:
-        self.check_detections()
+        self.check_evaluation_sets()
 
-    def check_detections(self) -> None:
-        """When a run starts: a joint-taking model refuses an evaluation set whose detected joints are all
-        missing, unless the set's ``allow_missing_detections`` is set (``MixedDataModule.detections_status``,
-        one line); the override is recorded in the set's row. Done once per run."""
-        if self.roi_joints is None or getattr(self, "_detections_checked", False):
+    def check_evaluation_sets(self) -> None:
+        """When a run starts, once: each evaluation set's data-side facts from the data module. A joint-taking
+        model refuses a set whose detected joints are all missing, unless its ``allow_missing_detections``
+        is set (``MixedDataModule.detections_status``; the override is recorded in the row); a COCO-protocol
+        set reads its official annotations, or refuses to start without them where its samples carry no
+        ground truth of their own (``MixedDataModule.coco_annotations``). One line each."""
+        if getattr(self, "_sets_checked", False):
             return
         data = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if data is None or not hasattr(data, "detections_status"):
             return
+        files: dict[str, CocoAnnotations] = {}
         for name, evaluator in zip(self.eval_sets, self.evaluators):
-            evaluator.missing_detections_allowed = data.detections_status(name)
-        self._detections_checked = True
+            if self.roi_joints is not None:
+                evaluator.missing_detections_allowed = data.detections_status(name)
+            if evaluator.protocol == "coco":
+                path = data.coco_annotations(name)
+                if path is not None and path not in files:
+                    files[path] = CocoAnnotations.from_json(path, f"data.eval.{name}.annotations")
+                evaluator.coco = files.get(path) if path is not None else None
+        self._sets_checked = True
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
         terms = self.criterion(batch, self(batch), self.decoder)

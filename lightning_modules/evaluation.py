@@ -54,14 +54,15 @@ class CocoAnnotations:
     by_image: dict[int, list[dict]]
 
     @classmethod
-    def from_json(cls, path: str) -> "CocoAnnotations":
+    def from_json(cls, path: str, key: str = "annotations") -> "CocoAnnotations":
+        """``key``: the config key that named the file (for the one-line errors)."""
         if not os.path.isfile(path):
-            raise UserError(f"coco_annotations={path}: no such file (COCO's person_keypoints_val2014.json, "
+            raise UserError(f"{key}={path}: no such file (COCO's person_keypoints_val2014.json, "
                             "from https://cocodataset.org/#download, 'Train/Val annotations')")
         with open(path) as f:
             data = json.load(f)
         if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
-            raise UserError(f"coco_annotations={path}: not a COCO annotation file (needs 'images' and 'annotations')")
+            raise UserError(f"{key}={path}: not a COCO annotation file (needs 'images' and 'annotations')")
         image_ids = {os.path.basename(im["file_name"]): int(im["id"]) for im in data["images"]}
         by_image: dict[int, list[dict]] = {}
         for ann in data["annotations"]:
@@ -221,8 +222,8 @@ class ProtocolMetrics(nn.Module):
             ap.update(det_ids, det, torch.ones(len(keep), dtype=torch.float64), **_no_ground_truth())
             return
         if not bool(batch["has_area"][keep_t].all()):
-            raise UserError("COCO protocol: samples without 'area' (the person's segmentation area); pass "
-                            "coco_annotations=<person_keypoints_val2014.json> to read COCO's own ground truth")
+            raise UserError("COCO protocol: samples without 'area' (the person's segmentation area); set "
+                            "data.eval.<set>.annotations=<person_keypoints_val2014.json> to read COCO's own ground truth")
         gt = coco_ground_truth_keypoints(batch["keypoints_2d"][:, SPIN49_TO_COCO17].to(to_image), to_image,
                                          decoder.img_res)[keep_t]
         ap.update(det_ids, det, torch.ones(len(keep), dtype=torch.float64), gt_image_ids=det_ids,

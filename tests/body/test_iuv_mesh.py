@@ -7,7 +7,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from scipy.io import savemat
 
 from body.densepose import DENSEPOSE_COARSE15, DensePoseFileError
 from body.export import export_asset_set
@@ -17,6 +16,7 @@ from body.model import BodyModel
 from body.parts import COARSE15_NAMES, COARSE15_OF_PART
 from body.raster import rasterize
 from body.render import camera_view, face_iuv_map, screen_coordinates
+from tests.body.standins import PERM, write_uv_processed
 
 
 @pytest.fixture(scope="module")
@@ -165,31 +165,15 @@ def test_all_24_parts_and_15_coarse_classes_show_front_and_back():
 
 
 # ------------------------------------------------------------------ DensePose's file
-PERM = np.array([0] + list(range(24, 0, -1)))   # stand-in part numbering: suite part p -> 25 - p
-
-
 @pytest.fixture
 def smpl_dir(assets, tmp_path):
     export_asset_set(assets, tmp_path)
     return tmp_path
 
 
-def _write_stand_in(path, mesh) -> None:
-    """A UV_Processed.mat in DensePose's structure (1-based, column vectors), built from the open mesh's
-    charts with the parts renumbered and U mirrored, so what is rendered can only come from the file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    savemat(str(path), {
-        "All_vertices": (mesh.vertex_map + 1)[None].astype(np.float64),
-        "All_Faces": (mesh.faces + 1).astype(np.float64),
-        "All_FaceIndices": PERM[mesh.face_part][:, None].astype(np.float64),
-        "All_U_norm": (1.0 - mesh.uv[:, :1]),
-        "All_V_norm": mesh.uv[:, 1:],
-    })
-
-
 @pytest.mark.parametrize("where", ["UV_Processed.mat", "UV_data/UV_Processed.mat"])
 def test_smpl_with_uv_processed_renders_densepose_charts(assets, mesh, smpl_dir, where):
-    _write_stand_in(smpl_dir / where, mesh)
+    write_uv_processed(smpl_dir / where, mesh)
     with warnings.catch_warnings():
         warnings.simplefilter("error", IUVChartNote)
         dp = BodyModel.from_config("smpl", smpl_dir=str(smpl_dir))
@@ -222,7 +206,7 @@ def test_smpl_without_uv_processed_falls_back_with_a_one_line_note(smpl_dir):
 def test_uv_processed_of_another_mesh_is_a_one_line_error(mesh, smpl_dir):
     bad = mesh.vertex_map.copy()
     bad[0] = 7000                                         # beyond the 6,890 vertices
-    _write_stand_in(smpl_dir / "UV_Processed.mat", type(mesh)(**{**mesh.__dict__, "vertex_map": bad}))
+    write_uv_processed(smpl_dir / "UV_Processed.mat", type(mesh)(**{**mesh.__dict__, "vertex_map": bad}))
     with pytest.raises(DensePoseFileError) as err:
         BodyModel.from_config("smpl", smpl_dir=str(smpl_dir))
     assert "\n" not in str(err.value) and "UV_Processed.mat" in str(err.value)

@@ -250,3 +250,18 @@ def test_converted_weights_reproduce_the_official_forward_in_float64():
                          cwd=REPO, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "tolerance 1e-06: PASS" in run.stdout and "bit for bit" in run.stdout
+
+
+@pytest.mark.parametrize("command", ["convert_pymaf", "convert"])
+def test_body_smpl_without_a_folder_names_the_commands_own_option(tmp_path, monkeypatch, command):
+    """The converters take the licensed folder as --smpl-dir, so that is what their one-line error names."""
+    from cli import convert
+
+    monkeypatch.delenv("SMPL_DIR", raising=False)
+    argv = {"convert_pymaf": lambda: convert_pymaf.main([str(tmp_path / "x.pt"), "--out", str(tmp_path / "o.ckpt"),
+                                                         "--body", "smpl"]),
+            "convert": lambda: convert.main(["3dpw", "--npz", str(tmp_path / "x.npz"), "--images", str(tmp_path),
+                                             "--out", str(tmp_path / "out"), "--body", "smpl"])}[command]
+    with pytest.raises(UserError) as err:
+        argv()
+    assert one_line_naming(err, "--smpl-dir DIR") and "SMPL_DIR" in str(err.value), str(err.value)
