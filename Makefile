@@ -22,7 +22,7 @@ DATA_DIR ?= data/synthetic
 MODEL ?= bigraph
 # make eval: the checkpoint (default: the last one of `make train MODEL=...` on the synthetic data) and the
 # evaluation sets of the data config (comma-separated names, or all)
-CKPT ?= outputs/runs/$(MODEL)-synthetic/checkpoints/last.ckpt
+CKPT ?= outputs/runs/$(MODEL)-synthetic-s0/checkpoints/last.ckpt
 DATA ?= all
 # data.root is passed only when DATA_DIR is given, so that ARGS="data=bigraph_mix" keeps that config's root
 DATA_ROOT = $(if $(filter command line environment,$(origin DATA_DIR)),data.root=$(DATA_DIR))

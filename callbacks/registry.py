@@ -43,8 +43,16 @@ def gt_joint_mixing(cfg: Mapping[str, Any], run_dir: Path, module: pl.LightningM
     return GTJointMixing(start=float(cfg["model"]["gt_joint_ratio"]))
 
 
+def preemption(cfg: Mapping[str, Any], run_dir: Path, module: pl.LightningModule) -> pl.Callback:
+    """Save ``<run dir>/hpc_ckpt_<n>.ckpt`` when SIGTERM or SIGUSR1 stops the run (``callbacks.preemption``)."""
+    from callbacks.preemption import PreemptionCheckpoint
+
+    return PreemptionCheckpoint(run_dir)
+
+
 CALLBACKS: dict[str, Callable[[Mapping[str, Any], Path, pl.LightningModule], pl.Callback]] = {
     "checkpoint": checkpointing,
+    "preemption": preemption,
     "gt_joint_mixing": gt_joint_mixing,
 }
 

@@ -54,7 +54,7 @@ def _total_over_ranks(trainer, value: int) -> int:
 def main(argv: list[str] | None = None) -> dict:
     cfg = compose("eval", sys.argv[1:] if argv is None else argv)
     if not cfg.ckpt:
-        raise UserError("ckpt=<path> is required (make eval CKPT=outputs/runs/bigraph-synthetic/checkpoints/last.ckpt)")
+        raise UserError("ckpt=<path> is required (make eval CKPT=outputs/runs/bigraph-synthetic-s0/checkpoints/last.ckpt)")
     import pytorch_lightning as pl
 
     from datamodules.mixed import MixedDataModule

@@ -2,12 +2,18 @@
 
     python -m cli.train model=bigraph [data=bigraph_mix] [trainer=gpu] [key=value ...]
 
-The run directory is ``<out_dir>/<run_name>`` (default ``<model>-<data>``); it receives the resolved
-config (``config.yaml``), the checkpoints (``checkpoints/last.ckpt`` and the best by the first
-evaluation set's primary metric, ``callbacks.registry.checkpoint_monitor``) and the logger's files.
-``ckpt_path=last`` resumes the run; ``init_weights=<ckpt>`` starts a new run from a checkpoint's weights
-(PyMAF's second stage); ``experiment=<recipe>`` sets a paper's recipe (configs/experiment/). On real data the
-run stops unless it has ImageNet weights and licensed SMPL (configs/guards.py).
+The run directory is ``<out_dir>/<run_name>`` (default ``<ablation or model>-<data>-s<seed>``); it receives
+the resolved config (``config.yaml``; a differing earlier one is kept as ``config.<n>.yaml``), the checkpoints
+(``checkpoints/last.ckpt``, the best by the first evaluation set's primary metric,
+``callbacks.registry.checkpoint_monitor``, and ``hpc_ckpt_<n>.ckpt`` when a signal stopped the run,
+``callbacks.preemption``) and the logger's files (``callbacks.loggers``).
+
+Running the same command again resumes: a run directory with checkpoints continues from the newest of them
+(by global step) when its saved config equals the composed one, and stops in one line otherwise; the first
+lines say which. ``ckpt_path=<file>|last`` resumes from that checkpoint under the composed config;
+``init_weights=<ckpt>`` starts a new run from a checkpoint's weights (PyMAF's second stage; not read when
+the run resumes); ``experiment=<recipe>`` sets a paper's recipe (configs/experiment/). On real data the run
+stops unless it has ImageNet weights and licensed SMPL (configs/guards.py).
 """
 from __future__ import annotations
 
@@ -25,20 +31,45 @@ from runtime.cli import run_cli
 from runtime.errors import UserError
 
 
-def make_logger(cfg, run_dir: Path):
-    name = cfg.logger.name
-    if name == "csv":
-        from pytorch_lightning.loggers import CSVLogger
-        return CSVLogger(save_dir=str(run_dir), name="", version="")
-    if name == "wandb":
-        import os
+def run_name(cfg) -> str:
+    """The run directory's name: ``run_name``, else ``<ablation or model>-<data>-s<seed>``."""
+    return cfg.run_name or f"{cfg.ablation or cfg.model.name}-{cfg.data.get('name', 'data')}-s{cfg.seed}"
 
-        from pytorch_lightning.loggers import WandbLogger
-        offline = cfg.logger.offline
-        if offline is None:
-            offline = not (os.environ.get("WANDB_API_KEY") or Path.home().joinpath(".netrc").exists())
-        return WandbLogger(project=cfg.logger.project, name=run_dir.name, save_dir=str(run_dir), offline=offline)
-    raise UserError(f"unknown logger {name!r}: valid choices are csv, wandb")
+
+def first_difference(a, b, where: str = "") -> str | None:
+    """The first key (dotted) at which two plain configs differ, or None."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            found = first_difference(a.get(key, "<absent>"), b.get(key, "<absent>"), f"{where}.{key}" if where else key)
+            if found:
+                return found
+        return None
+    return None if a == b else f"{where}: {a!r} -> {b!r}"
+
+
+def resume_point(plain: dict, run_dir: Path) -> tuple[str | None, str]:
+    """(checkpoint to resume from or None, the line that says so): the explicit ``ckpt_path``, else the run
+    directory's newest checkpoint when its saved config equals ``plain``; a run directory with checkpoints and
+    another config stops the run in one line."""
+    from lightning_modules.checkpoints import newest_checkpoint, read_checkpoint
+
+    explicit = plain["ckpt_path"]
+    if explicit:
+        path = str(run_dir / "checkpoints" / "last.ckpt") if explicit == "last" else explicit
+        step = read_checkpoint(path, what="ckpt_path").get("global_step", 0)   # untrusted: weights only
+        return path, f"resuming {run_dir} from {path} (step {step}; ckpt_path=)"
+    newest = newest_checkpoint(run_dir)
+    if newest is None:
+        return None, f"new run {run_dir}"
+    saved_file = run_dir / "config.yaml"
+    saved = OmegaConf.to_container(OmegaConf.load(saved_file), resolve=True) if saved_file.is_file() else {}
+    differs = first_difference({**saved, "ckpt_path": None}, {**plain, "ckpt_path": None})
+    if differs:
+        raise UserError(f"{run_dir} holds checkpoints of a run with another config ({differs}): give the arguments it "
+                        "was started with to resume it, run_name=<new name> to start a new run, or ckpt_path=last "
+                        "to resume it under this config")
+    path, step = newest
+    return str(path), f"resuming {run_dir} from {path} (step {step})"
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -47,36 +78,45 @@ def main(argv: list[str] | None = None) -> dict:
     print(allocator.describe(), flush=True)
     import pytorch_lightning as pl
 
+    from callbacks.loggers import make_logger, set_aside_earlier_log
     from callbacks.registry import build_callbacks
     from datamodules.mixed import MixedDataModule
     from lightning_modules.registry import build_module, load_weights
 
     pl.seed_everything(int(cfg.seed), workers=True)
-    run_dir = Path(cfg.out_dir) / (cfg.run_name or f"{cfg.ablation or cfg.model.name}-{cfg.data.get('name', 'data')}")
+    run_dir = Path(cfg.out_dir) / run_name(cfg)
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    ckpt, how = resume_point(plain, run_dir)
+    print(how, flush=True)
     run_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir / "config.yaml")
+    if ckpt is None and (earlier := set_aside_earlier_log(run_dir)) is not None:
+        print(f"an earlier run's metrics.csv was moved to {earlier}", flush=True)
+    saved_file = run_dir / "config.yaml"
+    if saved_file.is_file() and first_difference(OmegaConf.to_container(OmegaConf.load(saved_file), resolve=True),
+                                                 plain):
+        saved_file.replace(run_dir / f"config.{len(list(run_dir.glob('config.*.yaml'))) + 1}.yaml")
+    OmegaConf.save(OmegaConf.create(plain), saved_file)
 
     data = MixedDataModule(OmegaConf.to_container(cfg.data, resolve=True))
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     module = build_module(model_cfg, OmegaConf.to_container(cfg.body, resolve=True), data.eval_names, data.img_res)
-    if cfg.init_weights:
-        if cfg.ckpt_path:
-            raise UserError("init_weights and ckpt_path both set: init_weights starts a new run from a checkpoint's "
-                            "weights, ckpt_path resumes one; pass one of them")
+    if cfg.init_weights and ckpt:
+        print(f"init_weights={cfg.init_weights} is not read: the run resumes, its checkpoint holds the weights",
+              flush=True)
+    elif cfg.init_weights:
         load_weights(module, cfg.init_weights)
         print(f"initialised the model from {cfg.init_weights} (weights only; a new run)", flush=True)
-    callbacks = build_callbacks(OmegaConf.to_container(cfg, resolve=True), run_dir, module)
+    callbacks = build_callbacks(plain, run_dir, module)
     trainer_cfg = trainer_kwargs(OmegaConf.to_container(cfg.trainer, resolve=True))
     trainer_cfg["enable_checkpointing"] = "checkpoint" in callbacks   # no hidden default checkpointing
-    trainer = pl.Trainer(**trainer_cfg, default_root_dir=str(run_dir), logger=make_logger(cfg, run_dir),
+    trainer = pl.Trainer(**trainer_cfg, default_root_dir=str(run_dir), logger=make_logger(plain, run_dir),
                          callbacks=list(callbacks.values()))
-    ckpt = cfg.ckpt_path
-    if ckpt == "last":
-        ckpt = str(run_dir / "checkpoints" / "last.ckpt")
-    if ckpt:
-        from lightning_modules.checkpoints import read_checkpoint
-        read_checkpoint(ckpt, what="ckpt_path")   # untrusted: weights only, a one-line refusal otherwise
-    trainer.fit(module, datamodule=data, ckpt_path=ckpt, weights_only=True if ckpt else None)
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt, weights_only=True if ckpt else None)
+    except SIGTERMException:   # callbacks.preemption saved the state; 128 + SIGTERM, as a killed process
+        print(f"stopped by a signal after step {trainer.global_step}; run the same command to resume", flush=True)
+        raise SystemExit(143) from None
     metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     checkpoints = callbacks.get("checkpoint")
     summary = {"run_dir": str(run_dir),

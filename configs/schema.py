@@ -27,7 +27,7 @@ class BodyConfig:
 
 @dataclass
 class LoggerConfig:
-    name: str = MISSING                 # csv | wandb
+    name: str = MISSING                 # csv | wandb | none
     project: Optional[str] = None       # W&B project (wandb)
     offline: Optional[bool] = None      # W&B: null = offline when no credentials are found
 

@@ -42,14 +42,15 @@ from torch.utils.data import DataLoader
 
 from datamodules.augment import AugmentConfig
 from datamodules.shards import SkipCounter, iter_annotations
-from datamodules.streams import EvalStream, MixedTrainStream, SourceShards, shard_sample_counts
+from datamodules.streams import (EvalStream, MixedTrainStream, SourceShards, forkserver_started, ignore_stop_signals,
+                                 shard_sample_counts)
 from runtime.errors import UserError
 
 _TOP_KEYS = {"root", "train", "eval", "batch_size", "eval_batch_size", "num_workers", "worker_start", "img_res",
              "shuffle_buffer", "seed", "augment", "name"}
 WORKER_STARTS = ("forkserver", "spawn", "fork")
-# What the forkserver imports once, so that each worker it forks starts without importing them again.
-_FORKSERVER_PRELOAD = ["torch", "datamodules.streams"]
+# What the forkserver imports once (torch, the streams) and its stop-signal policy.
+_FORKSERVER_PRELOAD = ["datamodules.forkserver_preload"]
 _HINT = "run 'make data' for the synthetic set, or convert a data set with 'make convert'"
 
 
@@ -82,6 +83,8 @@ class EpochLoader(DataLoader):
     """
 
     def __init__(self, stream, counter: SkipCounter, epoch_fn, **kwargs):
+        if kwargs.get("num_workers"):
+            kwargs.setdefault("worker_init_fn", ignore_stop_signals)
         super().__init__(stream, batch_size=None, **kwargs)
         self.counter, self.epoch_fn = counter, epoch_fn
 
@@ -252,6 +255,17 @@ class MixedDataModule(pl.LightningDataModule):
         if self.worker_start == "forkserver":
             ctx.set_forkserver_preload(_FORKSERVER_PRELOAD)
         return ctx
+
+    def setup(self, stage: str) -> None:
+        """Before a run (Lightning calls it before it installs its signal handlers): start the workers'
+        forkserver and wait until it has run its preload, so that from the first step on it ignores the
+        stop signals (``datamodules.forkserver_preload``); a forkserver still starting when SIGTERM came would
+        die of it and take the workers with it."""
+        ctx = self._worker_context()
+        if ctx is not None and self.worker_start == "forkserver":
+            ready = ctx.Process(target=forkserver_started, name="forkserver-check")
+            ready.start()
+            ready.join()
 
     def _loader(self, stream) -> EpochLoader:
         workers = self.num_workers

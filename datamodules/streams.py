@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import signal
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
@@ -311,3 +312,16 @@ def shard_sample_counts(urls: Sequence[str]) -> list[int]:
             pass
         counts.append(len(keys))
     return counts
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """Loader workers (and their forkserver, ``datamodules.forkserver_preload``) ignore SIGTERM and SIGUSR1: a
+    cluster signals the whole process group, and the trainer saves and stops on them
+    (``callbacks.preemption``) and then shuts its workers down; a worker that died of the signal first would
+    end the run in a loader traceback instead."""
+    for signum in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def forkserver_started() -> None:
+    """Nothing: the process ``MixedDataModule.setup`` forks once to know its forkserver is up."""

@@ -17,7 +17,7 @@ import torch
 
 from runtime.errors import UserError
 
-HINT = "a checkpoint of make train, e.g. outputs/runs/bigraph-synthetic/checkpoints/last.ckpt"
+HINT = "a checkpoint of make train, e.g. outputs/runs/bigraph-synthetic-s0/checkpoints/last.ckpt"
 
 
 def plain_data(value: Any, where: str = "hyper-parameters") -> Any:
@@ -62,3 +62,31 @@ def read_checkpoint(path: str | Path, what: str = "ckpt") -> dict[str, Any]:
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise UserError(f"{what}={path}: not a checkpoint of make train (no weights); expected {HINT}")
     return ckpt
+
+
+def resumable_checkpoints(run_dir: str | Path) -> list[Path]:
+    """A run directory's checkpoints a resume may start from: ``checkpoints/last.ckpt`` and the ones saved when
+    the run was stopped by a signal (Lightning's ``hpc_ckpt_<n>.ckpt`` in the run directory)."""
+    run_dir = Path(run_dir)
+    found = sorted(run_dir.glob("hpc_ckpt_*.ckpt"))
+    last = run_dir / "checkpoints" / "last.ckpt"
+    return ([last] if last.is_file() else []) + found
+
+
+def newest_checkpoint(run_dir: str | Path) -> tuple[Path, int] | None:
+    """The resumable checkpoint (:func:`resumable_checkpoints`) with the largest global step, and that step
+    (later files win ties), or None. Each is read weights-only."""
+    best: tuple[Path, int] | None = None
+    for path in resumable_checkpoints(run_dir):
+        step = int(read_checkpoint(path, what="resume").get("global_step", 0))
+        if best is None or step >= best[1]:
+            best = (path, step)
+    return best
+
+
+def next_signal_checkpoint(run_dir: str | Path) -> Path:
+    """Where a run stopped by a signal saves: ``hpc_ckpt_<n>.ckpt`` with the next free n, Lightning's name for
+    the checkpoint its SLURM requeue handler writes, so both kinds are found by :func:`newest_checkpoint`."""
+    taken = [int(p.stem.rsplit("_", 1)[1]) for p in Path(run_dir).glob("hpc_ckpt_*.ckpt")
+             if p.stem.rsplit("_", 1)[1].isdigit()]
+    return Path(run_dir) / f"hpc_ckpt_{max(taken, default=0) + 1}.ckpt"

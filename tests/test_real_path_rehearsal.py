@@ -261,7 +261,7 @@ def test_pymaf_recipe_runs_in_two_stages_on_licensed_smpl(real, pymaf):
     from omegaconf import OmegaConf
 
     stage1, stage2 = pymaf["stage1"], pymaf["stage2"]
-    assert Path(stage1["run_dir"]).name == "pymaf_paper_h36m" and Path(stage2["run_dir"]).name == "pymaf_paper"
+    assert Path(stage1["run_dir"]).name == "pymaf_paper_h36m-s0" and Path(stage2["run_dir"]).name == "pymaf_paper-s0"
     saved = OmegaConf.load(Path(stage2["run_dir"]) / "config.yaml")
     assert saved.experiment == "pymaf_paper" and saved.body.name == "smpl"
     assert saved.init_weights == stage1["last_checkpoint"]

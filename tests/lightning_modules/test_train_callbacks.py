@@ -33,18 +33,18 @@ def test_gt_joint_ratio_starts_the_schedule(tiny_data_module, tmp_path):
 
 
 def test_callbacks_listed_by_the_config():
-    assert callback_names(compose("train", ["model=bigraph"])) == ["checkpoint", "gt_joint_mixing"]
-    assert callback_names(compose("train", ["model=pymaf"])) == ["checkpoint"]
+    assert callback_names(compose("train", ["model=bigraph"])) == ["checkpoint", "preemption", "gt_joint_mixing"]
+    assert callback_names(compose("train", ["model=pymaf"])) == ["checkpoint", "preemption"]
     assert callback_names(compose("train", ["model=hmr", "callbacks=[]"])) == []
     with pytest.raises(UserError, match="callbacks: unknown callback 'ema'; valid choices are checkpoint, "
-                                        "gt_joint_mixing"):
+                                        "preemption, gt_joint_mixing"):
         callback_names(compose("train", ["model=hmr", "callbacks=[checkpoint,ema]"]))
 
 
 def test_without_checkpoint_callback_nothing_is_saved(tiny_data_module, tmp_path):
     summary = train.main(_bigraph_args(tiny_data_module.root, tmp_path, "trainer.max_epochs=1", "callbacks=[]",
                                        "model.callbacks=[]"))
-    assert summary["last_checkpoint"] == "" and not (tmp_path / "bigraph-synthetic" / "checkpoints").exists()
+    assert summary["last_checkpoint"] == "" and not (tmp_path / "bigraph-synthetic-s0" / "checkpoints").exists()
 
 
 def test_best_checkpoint_follows_the_final_mesh_of_the_first_set(tiny_data_module, tmp_path):
