@@ -27,13 +27,20 @@ def checkpoint_monitor(module: pl.LightningModule) -> tuple[str | None, str]:
     return f"val/{module.eval_sets[0]}/{key}", mode
 
 
-def checkpointing(cfg: Mapping[str, Any], run_dir: Path, module: pl.LightningModule) -> pl.Callback:
-    """``last.ckpt`` plus the best checkpoint by :func:`checkpoint_monitor` (none without evaluation sets)."""
+def checkpointing(cfg: Mapping[str, Any], run_dir: Path, module: pl.LightningModule) -> list[pl.Callback]:
+    """``checkpoints/last.ckpt`` after every epoch, plus ``best-epoch=<e>.ckpt`` by :func:`checkpoint_monitor`
+    (none without evaluation sets). Two callbacks, because Lightning's ``save_last`` rewrites last.ckpt only
+    when a top-k checkpoint was saved at that step: a run whose best epoch was 0 would resume from epoch 0."""
     from pytorch_lightning.callbacks import ModelCheckpoint
 
+    folder = str(run_dir / "checkpoints")
+    latest = ModelCheckpoint(dirpath=folder, filename="last", monitor=None, save_top_k=1, save_last=False,
+                             enable_version_counter=False)
     monitor, mode = checkpoint_monitor(module)
-    return ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True, monitor=monitor, mode=mode,
-                           save_top_k=1 if monitor else 0, filename="best-{epoch:03d}")
+    if monitor is None:
+        return [latest]
+    return [latest, ModelCheckpoint(dirpath=folder, monitor=monitor, mode=mode, save_top_k=1, save_last=False,
+                                    filename="best-{epoch:03d}")]
 
 
 def gt_joint_mixing(cfg: Mapping[str, Any], run_dir: Path, module: pl.LightningModule) -> pl.Callback:
@@ -50,7 +57,7 @@ def preemption(cfg: Mapping[str, Any], run_dir: Path, module: pl.LightningModule
     return PreemptionCheckpoint(run_dir)
 
 
-CALLBACKS: dict[str, Callable[[Mapping[str, Any], Path, pl.LightningModule], pl.Callback]] = {
+CALLBACKS: dict[str, Callable[[Mapping[str, Any], Path, pl.LightningModule], pl.Callback | list[pl.Callback]]] = {
     "checkpoint": checkpointing,
     "preemption": preemption,
     "gt_joint_mixing": gt_joint_mixing,
@@ -69,6 +76,7 @@ def callback_names(cfg: Mapping[str, Any]) -> list[str]:
     return names
 
 
-def build_callbacks(cfg: Mapping[str, Any], run_dir: Path, module: pl.LightningModule) -> dict[str, pl.Callback]:
-    """name -> callback for every callback the config lists (:func:`callback_names`)."""
-    return {name: CALLBACKS[name](cfg, run_dir, module) for name in callback_names(cfg)}
+def build_callbacks(cfg: Mapping[str, Any], run_dir: Path, module: pl.LightningModule) -> dict[str, list[pl.Callback]]:
+    """name -> the callbacks of every name the config lists (:func:`callback_names`)."""
+    built = {name: CALLBACKS[name](cfg, run_dir, module) for name in callback_names(cfg)}
+    return {name: list(made) if isinstance(made, list) else [made] for name, made in built.items()}

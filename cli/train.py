@@ -18,6 +18,7 @@ stops unless it has ImageNet weights and licensed SMPL (configs/guards.py).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -72,10 +73,26 @@ def resume_point(plain: dict, run_dir: Path) -> tuple[str | None, str]:
     return str(path), f"resuming {run_dir} from {path} (step {step})"
 
 
+def save_config(plain: dict, run_dir: Path) -> None:
+    """``<run dir>/config.yaml`` := the resolved config, written whole (a rank that reads it meanwhile sees the old
+    or the new file); a differing earlier one is kept as ``config.<n>.yaml``."""
+    saved_file = run_dir / "config.yaml"
+    if saved_file.is_file() and first_difference(OmegaConf.to_container(OmegaConf.load(saved_file), resolve=True),
+                                                 plain):
+        saved_file.replace(run_dir / f"config.{len(list(run_dir.glob('config.*.yaml'))) + 1}.yaml")
+    partial = run_dir / f".config.yaml.{os.getpid()}"
+    OmegaConf.save(OmegaConf.create(plain), partial)
+    partial.replace(saved_file)
+
+
 def main(argv: list[str] | None = None) -> dict:
     cfg = compose("train", sys.argv[1:] if argv is None else argv)
     require_paper_setup(OmegaConf.to_container(cfg, resolve=True))
-    print(allocator.describe(), flush=True)
+    from lightning_fabric.utilities.rank_zero import rank_zero_only
+
+    leader = rank_zero_only.rank == 0   # from the launcher's environment (DDP, SLURM): side effects on rank 0 only
+    if leader:
+        print(allocator.describe(), flush=True)
     import pytorch_lightning as pl
 
     from callbacks.loggers import make_logger, set_aside_earlier_log
@@ -87,45 +104,43 @@ def main(argv: list[str] | None = None) -> dict:
     run_dir = Path(cfg.out_dir) / run_name(cfg)
     plain = OmegaConf.to_container(cfg, resolve=True)
     ckpt, how = resume_point(plain, run_dir)
-    print(how, flush=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if ckpt is None and (earlier := set_aside_earlier_log(run_dir)) is not None:
-        print(f"an earlier run's metrics.csv was moved to {earlier}", flush=True)
-    saved_file = run_dir / "config.yaml"
-    if saved_file.is_file() and first_difference(OmegaConf.to_container(OmegaConf.load(saved_file), resolve=True),
-                                                 plain):
-        saved_file.replace(run_dir / f"config.{len(list(run_dir.glob('config.*.yaml'))) + 1}.yaml")
-    OmegaConf.save(OmegaConf.create(plain), saved_file)
+    if leader:
+        print(how, flush=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if ckpt is None and (earlier := set_aside_earlier_log(run_dir)) is not None:
+            print(f"an earlier run's metrics.csv was moved to {earlier}", flush=True)
+        save_config(plain, run_dir)
 
     data = MixedDataModule(OmegaConf.to_container(cfg.data, resolve=True))
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     module = build_module(model_cfg, OmegaConf.to_container(cfg.body, resolve=True), data.eval_names, data.img_res)
-    if cfg.init_weights and ckpt:
-        print(f"init_weights={cfg.init_weights} is not read: the run resumes, its checkpoint holds the weights",
-              flush=True)
-    elif cfg.init_weights:
+    if cfg.init_weights and not ckpt:
         load_weights(module, cfg.init_weights)
-        print(f"initialised the model from {cfg.init_weights} (weights only; a new run)", flush=True)
+    if cfg.init_weights and leader:
+        print(f"init_weights={cfg.init_weights} is not read: the run resumes, its checkpoint holds the weights"
+              if ckpt else f"initialised the model from {cfg.init_weights} (weights only; a new run)", flush=True)
     callbacks = build_callbacks(plain, run_dir, module)
     trainer_cfg = trainer_kwargs(OmegaConf.to_container(cfg.trainer, resolve=True))
     trainer_cfg["enable_checkpointing"] = "checkpoint" in callbacks   # no hidden default checkpointing
     trainer = pl.Trainer(**trainer_cfg, default_root_dir=str(run_dir), logger=make_logger(plain, run_dir),
-                         callbacks=list(callbacks.values()))
+                         callbacks=[c for made in callbacks.values() for c in made])
     from pytorch_lightning.utilities.exceptions import SIGTERMException
     try:
         trainer.fit(module, datamodule=data, ckpt_path=ckpt, weights_only=True if ckpt else None)
     except SIGTERMException:   # callbacks.preemption saved the state; 128 + SIGTERM, as a killed process
-        print(f"stopped by a signal after step {trainer.global_step}; run the same command to resume", flush=True)
+        if leader:
+            print(f"stopped by a signal after step {trainer.global_step}; run the same command to resume", flush=True)
         raise SystemExit(143) from None
     metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-    checkpoints = callbacks.get("checkpoint")
+    latest, *best = callbacks.get("checkpoint", [None])
     summary = {"run_dir": str(run_dir),
-               "last_checkpoint": checkpoints.last_model_path if checkpoints else "",
-               "best_checkpoint": checkpoints.best_model_path if checkpoints else "",
+               "last_checkpoint": latest.best_model_path if latest else "",
+               "best_checkpoint": best[0].best_model_path if best else "",
                "skipped_samples": data.skipped.count,
                "allocator": allocator.active_policy(),
                "validation": metrics}
-    print(json.dumps(summary, indent=2))
+    if leader:
+        print(json.dumps(summary, indent=2))
     return summary
 
 

@@ -55,7 +55,7 @@ def test_best_checkpoint_follows_the_final_mesh_of_the_first_set(tiny_data_modul
     assert "val/3dpw/pa_mpjpe_np" in summary["validation"] and "val/3dpw/pa_mpjpe_p" in summary["validation"]
     assert summary["best_checkpoint"].endswith("best-epoch=000.ckpt")
     best = torch.load(summary["best_checkpoint"], map_location="cpu", weights_only=True)
-    monitor = [v for k, v in best["callbacks"].items() if k.startswith("ModelCheckpoint")][0]
+    monitor = [v for k, v in best["callbacks"].items() if k.startswith("ModelCheckpoint{'monitor': 'val/")][0]
     assert float(monitor["best_model_score"]) == pytest.approx(summary["validation"]["val/3dpw/pa_mpjpe_np"], abs=1e-3)
 
 
@@ -70,3 +70,13 @@ def test_checkpoint_monitor_is_the_first_sets_primary_metric(sets, expected):
     module.final_mesh_suffix = "_np"
     if sets and sets[0] == "3dpw":
         assert checkpoint_monitor(module) == ("val/3dpw/pa_mpjpe_np", "min")
+
+
+def test_last_checkpoint_is_the_last_epoch_also_when_the_best_is_earlier(tiny_data_module, tmp_path):
+    """In this (seeded) run the last epoch does not validate best; last.ckpt must still hold the final step
+    (Lightning's save_last alone rewrites it only when a best checkpoint is saved)."""
+    summary = train.main(_bigraph_args(tiny_data_module.root, tmp_path, "trainer.max_epochs=3",
+                                       "trainer.limit_val_batches=1", "model.optim.lr=0.0"))
+    assert not summary["best_checkpoint"].endswith("best-epoch=002.ckpt")   # what makes the case
+    last = torch.load(summary["last_checkpoint"], map_location="cpu", weights_only=True)
+    assert summary["last_checkpoint"].endswith("last.ckpt") and (last["epoch"], last["global_step"]) == (2, 3)
