@@ -24,10 +24,17 @@ MODEL ?= bigraph
 # evaluation sets of the data config (comma-separated names, or all)
 CKPT ?= outputs/runs/$(MODEL)-synthetic-s0/checkpoints/last.ckpt
 DATA ?= all
+# make slurm: the job's shape (configs/slurm.yaml has the defaults); SUBMIT=1 also submits it
+NODES ?=
+GPUS ?=
+TASKS ?=
+TIME ?=
+PARTITION ?=
+SUBMIT ?=
 # data.root is passed only when DATA_DIR is given, so that ARGS="data=bigraph_mix" keeps that config's root
 DATA_ROOT = $(if $(filter command line environment,$(origin DATA_DIR)),data.root=$(DATA_DIR))
 
-.PHONY: train eval convert-pymaf compare-official-pymaf help venv test test-fast show-body body-model export-body data preview-data show-data data-stats convert bench clean-venv
+.PHONY: train eval slurm convert-pymaf compare-official-pymaf help venv test test-fast show-body body-model export-body data preview-data show-data data-stats convert bench clean-venv
 
 help:
 	@echo "make test          run the whole test suite (slow tests included; as CI does)"
@@ -37,6 +44,7 @@ help:
 	@echo "make export-body   write SMPL_NEUTRAL.pkl, mesh_downsampling.npz, SPIN files -> outputs/open_smpl/"
 	@echo "make train         train MODEL=bigraph|pymaf|hmr on the synthetic data (ARGS='trainer=gpu data=bigraph_mix ...')"
 	@echo "make eval          a checkpoint on evaluation sets: CKPT=... [MODEL=...] [DATA=3dpw,lsp|all] -> each paper's row + JSON"
+	@echo "make slurm         an sbatch script for make train: MODEL=... [NODES=1] [GPUS=8|0] [TIME=..] [PARTITION=..] [SUBMIT=1]"
 	@echo "make convert-pymaf official PyMAF checkpoint -> ours: OFFICIAL=PyMAF_model_checkpoint.pt [OUT=...] [ARGS='--body smpl --smpl-dir DIR']"
 	@echo "make compare-official-pymaf  converted weights vs the official forward in float64 (needs PYMAF_OFFICIAL_ROOT)"
 	@echo "make data          generate the synthetic data set -> data/synthetic (SIZE=1 SEED=0; skipped when up to date)"
@@ -62,11 +70,14 @@ $(BUILD_STAMP): $(STAMP)
 	$(PY) -m pip install -q trimesh safetensors pyyaml requests
 	@touch $(BUILD_STAMP)
 
+# The tests on a real local SLURM cluster (marked slurm) run in a pytest invocation of their own, after the
+# rest; exit status 5 means PYTEST_ARGS selected none of them.
 test: $(STAMP)
-	$(RUN) -m pytest -q $(PYTEST_ARGS)
+	$(RUN) -m pytest -q -m "not slurm" $(PYTEST_ARGS)
+	$(RUN) -m pytest -q -m slurm $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 test-fast: $(STAMP)
-	$(RUN) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(RUN) -m pytest -q -m "not slow and not slurm" $(PYTEST_ARGS)
 
 show-body: $(STAMP)
 	$(PY) -m cli.show_body $(ARGS)
@@ -82,6 +93,11 @@ data: $(STAMP)
 
 train: data
 	$(PY) -m cli.train model=$(MODEL) $(DATA_ROOT) $(ARGS)
+
+slurm: $(STAMP)
+	$(PY) -m cli.slurm model=$(MODEL) $(if $(NODES),nodes=$(NODES)) $(if $(GPUS),gpus=$(GPUS)) \
+		$(if $(TASKS),tasks=$(TASKS)) $(if $(TIME),time=$(TIME)) $(if $(PARTITION),partition=$(PARTITION)) \
+		$(if $(filter 1 true yes,$(SUBMIT)),submit=true) $(DATA_ROOT) $(ARGS)
 
 # MODEL is checked against the checkpoint only when given on the command line.
 eval: data

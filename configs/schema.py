@@ -243,5 +243,22 @@ class ShowBodyRoot:
 # The schema of each group but ``model`` (whose schema its ``name`` picks: model_schema), whatever root uses it.
 GROUPS: Dict[str, Any] = {"data": DataConfig, "trainer": TrainerConfig, "logger": LoggerConfig, "body": BodyConfig}
 
+@dataclass
+class SlurmRoot:
+    """``make slurm``: the sbatch script's resources (configs/slurm.yaml)."""
+
+    nodes: int = MISSING
+    gpus: int = MISSING                 # per node; 0 = a CPU job
+    tasks: int = MISSING                # processes per node of a CPU job
+    cpus_per_task: int = MISSING
+    time: str = MISSING
+    partition: Optional[str] = MISSING
+    account: Optional[str] = MISSING
+    mem: Optional[str] = MISSING
+    signal_seconds: int = MISSING
+    script: Optional[str] = MISSING
+    submit: bool = MISSING
+
+
 ROOTS: Dict[str, Any] = {"train": TrainRoot, "eval": EvalRoot, "show_data": ShowDataRoot,
-                         "data_stats": DataStatsRoot, "show_body": ShowBodyRoot}
+                         "data_stats": DataStatsRoot, "show_body": ShowBodyRoot, "slurm": SlurmRoot}
