@@ -57,9 +57,17 @@ def preemption(cfg: Mapping[str, Any], run_dir: Path, module: pl.LightningModule
     return PreemptionCheckpoint(run_dir)
 
 
+def progress(cfg: Mapping[str, Any], run_dir: Path, module: pl.LightningModule) -> pl.Callback:
+    """Plain progress lines in batch jobs and throughput metrics (``callbacks.progress``)."""
+    from callbacks.progress import ProgressLines
+
+    return ProgressLines(batch_size=int(cfg["data"]["batch_size"]))
+
+
 CALLBACKS: dict[str, Callable[[Mapping[str, Any], Path, pl.LightningModule], pl.Callback | list[pl.Callback]]] = {
     "checkpoint": checkpointing,
     "preemption": preemption,
+    "progress": progress,
     "gt_joint_mixing": gt_joint_mixing,
 }
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -85,6 +86,18 @@ def save_config(plain: dict, run_dir: Path) -> None:
     partial.replace(saved_file)
 
 
+def summary_line(summary: dict, steps: int, seconds: float, module) -> str:
+    """The run's last line: where it is, how far it got, its primary validation metric, its checkpoint."""
+    from callbacks.progress import format_duration
+    from callbacks.registry import checkpoint_monitor
+
+    monitor, _ = checkpoint_monitor(module)
+    value = summary["validation"].get(monitor) if monitor else None
+    metric = f"; {monitor} {value:.4g}" if value is not None else ""
+    last = summary["last_checkpoint"] or "no checkpoint"
+    return f"done: {summary['run_dir']} at step {steps} after {format_duration(seconds)}{metric}; last: {last}"
+
+
 def main(argv: list[str] | None = None) -> dict:
     cfg = compose("train", sys.argv[1:] if argv is None else argv)
     require_paper_setup(OmegaConf.to_container(cfg, resolve=True))
@@ -122,9 +135,12 @@ def main(argv: list[str] | None = None) -> dict:
     callbacks = build_callbacks(plain, run_dir, module)
     trainer_cfg = trainer_kwargs(OmegaConf.to_container(cfg.trainer, resolve=True))
     trainer_cfg["enable_checkpointing"] = "checkpoint" in callbacks   # no hidden default checkpointing
+    if trainer_cfg.get("enable_progress_bar") is None:   # a bar on a terminal; plain lines in a log file
+        trainer_cfg["enable_progress_bar"] = sys.stderr.isatty()
     trainer = pl.Trainer(**trainer_cfg, default_root_dir=str(run_dir), logger=make_logger(plain, run_dir),
                          callbacks=[c for made in callbacks.values() for c in made])
     from pytorch_lightning.utilities.exceptions import SIGTERMException
+    started = time.perf_counter()
     try:
         trainer.fit(module, datamodule=data, ckpt_path=ckpt, weights_only=True if ckpt else None)
     except SIGTERMException:   # callbacks.preemption saved the state; 128 + SIGTERM, as a killed process
@@ -141,6 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
                "validation": metrics}
     if leader:
         print(json.dumps(summary, indent=2))
+        print(summary_line(summary, trainer.global_step, time.perf_counter() - started, module), flush=True)
     return summary
 
 
