@@ -1,4 +1,5 @@
-"""The run's logger, by ``logger.name``: ``csv`` (``<run dir>/metrics.csv``), ``wandb`` or ``none``.
+"""The run's logger, by ``logger.name``: ``csv`` (``<run dir>/metrics.csv``), ``wandb`` (offline unless
+credentials are configured; one W&B run per run directory, ``wandb_run_id``) or ``none``.
 
 The CSV log only grows: a resumed run appends its rows to the file the interrupted run left (Lightning's own
 CSV logger deletes it), and a new run in a folder that holds an earlier log first moves that log aside as
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+import secrets
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -53,6 +55,22 @@ def set_aside_earlier_log(run_dir: Path) -> Path | None:
     return target
 
 
+def wandb_run_id(run_dir: Path) -> str:
+    """The run's W&B id, kept in ``<run dir>/wandb_run_id`` so that a resumed or requeued job continues the same
+    W&B run (offline: each attempt's ``wandb/offline-run-*-<id>`` folder carries it, and ``wandb sync`` puts them
+    into that one run). Written by rank 0 only, the rank that logs."""
+    from lightning_fabric.utilities.rank_zero import rank_zero_only
+
+    path = run_dir / "wandb_run_id"
+    if path.is_file():
+        return path.read_text().strip()
+    run_id = secrets.token_hex(4)   # 8 characters of [0-9a-f], a valid W&B run id
+    if rank_zero_only.rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(run_id + "\n")
+    return run_id
+
+
 def make_logger(cfg: Mapping[str, Any], run_dir: Path):
     """The Lightning logger of ``cfg['logger']`` writing into ``run_dir``, or False for ``none``."""
     name = cfg["logger"]["name"]
@@ -65,7 +83,19 @@ def make_logger(cfg: Mapping[str, Any], run_dir: Path):
         if offline is None:
             offline = not (os.environ.get("WANDB_API_KEY") or Path.home().joinpath(".netrc").exists())
         return WandbLogger(project=cfg["logger"].get("project"), name=run_dir.name, save_dir=str(run_dir),
-                           offline=offline)
+                           offline=offline, id=wandb_run_id(run_dir), resume="allow")
     if name == "none":
         return False
     raise UserError(f"unknown logger {name!r}: valid choices are {', '.join(LOGGERS)}")
+
+
+def finish_logger(logger) -> None:
+    """Close the logger's run at the end of ``make train``: W&B keeps a run open until the process exits
+    (Lightning does not finish it), so a second run in the same process would log into the first."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    if isinstance(logger, WandbLogger):
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()

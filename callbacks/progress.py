@@ -6,8 +6,8 @@ this callback then prints, on rank 0 at the trainer's logging interval (``traine
 
     epoch 2/50 step 1200/250000 loss 12.35 | 2,310 samples/s, data 4% | ETA 3h12m
 
-and logs, in either case, ``train/samples_per_s`` (all ranks together) and ``train/data_share`` (the part of
-the step time spent waiting for the loader) at the trainer's logging interval. Times are wall-clock times
+and logs, in either case, ``train/samples_per_s`` (all ranks together), ``train/data_share`` (the part of
+the step time spent waiting for the loader) and ``train/lr`` at the trainer's logging interval. Times are wall-clock times
 between the hooks of consecutive steps.
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ class ProgressLines(pl.Callback):
 
     def __init__(self, batch_size: int):
         self.batch_size = int(batch_size)
-        self._window: dict[str, float] = {}
+        self._window: dict[str, float] = {"steps": 0, "data": 0.0, "total": 0.0}
         self._last_end: float | None = None
         self._batch_start: float | None = None
 
@@ -66,8 +66,11 @@ class ProgressLines(pl.Callback):
 
     def rates(self, trainer: pl.Trainer) -> dict[str, float]:
         w = self._window
-        return {"train/samples_per_s": w["steps"] * self.batch_size * trainer.world_size / w["total"],
-                "train/data_share": w["data"] / w["total"]}
+        rates = {"train/samples_per_s": w["steps"] * self.batch_size * trainer.world_size / w["total"],
+                 "train/data_share": w["data"] / w["total"]}
+        if trainer.optimizers:
+            rates["train/lr"] = float(trainer.optimizers[0].param_groups[0]["lr"])
+        return rates
 
     @rank_zero_only
     def print_line(self, trainer: pl.Trainer, outputs: Any, rates: dict[str, float]) -> None:

@@ -64,10 +64,18 @@ def progress(cfg: Mapping[str, Any], run_dir: Path, module: pl.LightningModule) 
     return ProgressLines(batch_size=int(cfg["data"]["batch_size"]))
 
 
+def overlays(cfg: Mapping[str, Any], run_dir: Path, module: pl.LightningModule) -> pl.Callback:
+    """The predicted mesh on a few validation samples after each validation (``callbacks.overlays``)."""
+    from callbacks.overlays import MeshOverlays
+
+    return MeshOverlays(run_dir)
+
+
 CALLBACKS: dict[str, Callable[[Mapping[str, Any], Path, pl.LightningModule], pl.Callback | list[pl.Callback]]] = {
     "checkpoint": checkpointing,
     "preemption": preemption,
     "progress": progress,
+    "overlays": overlays,
     "gt_joint_mixing": gt_joint_mixing,
 }
 

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(allocator.describe(), flush=True)
     import pytorch_lightning as pl
 
-    from callbacks.loggers import make_logger, set_aside_earlier_log
+    from callbacks.loggers import finish_logger, make_logger, set_aside_earlier_log
     from callbacks.registry import build_callbacks
     from datamodules.mixed import MixedDataModule
     from lightning_modules.registry import build_module, load_weights
@@ -137,16 +137,21 @@ def main(argv: list[str] | None = None) -> dict:
     trainer_cfg["enable_checkpointing"] = "checkpoint" in callbacks   # no hidden default checkpointing
     if trainer_cfg.get("enable_progress_bar") is None:   # a bar on a terminal; plain lines in a log file
         trainer_cfg["enable_progress_bar"] = sys.stderr.isatty()
-    trainer = pl.Trainer(**trainer_cfg, default_root_dir=str(run_dir), logger=make_logger(plain, run_dir),
+    logger = make_logger(plain, run_dir)
+    if logger:
+        logger.log_hyperparams({"config": plain})   # the resolved config (no secrets: none is a config value)
+    trainer = pl.Trainer(**trainer_cfg, default_root_dir=str(run_dir), logger=logger,
                          callbacks=[c for made in callbacks.values() for c in made])
     from pytorch_lightning.utilities.exceptions import SIGTERMException
     started = time.perf_counter()
     try:
         trainer.fit(module, datamodule=data, ckpt_path=ckpt, weights_only=True if ckpt else None)
     except SIGTERMException:   # callbacks.preemption saved the state; 128 + SIGTERM, as a killed process
+        finish_logger(logger)
         if leader:
             print(f"stopped by a signal after step {trainer.global_step}; run the same command to resume", flush=True)
         raise SystemExit(143) from None
+    finish_logger(logger)
     metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     latest, *best = callbacks.get("checkpoint", [None])
     summary = {"run_dir": str(run_dir),

@@ -101,7 +101,7 @@ def test_usr1_saves_requeues_and_the_job_resumes(cluster, monkeypatch, data_root
     job, run_dir = submit(cluster, monkeypatch, data_root, tmp_path, epoch_samples=per_epoch, epochs=epochs)
     out = run_dir / f"slurm-{job}.out"
     deadline = time.time() + 600
-    while time.time() < deadline and not (out.exists() and re.search(r"Epoch 0: +\d+%", out.read_text())):
+    while time.time() < deadline and not (out.exists() and re.search(r"epoch 1/2 step \d+/", out.read_text())):
         time.sleep(0.5)
     time.sleep(2.0)                                                   # some steps into the epoch
     cluster.run("scancel", "--signal=USR1", job)

@@ -33,11 +33,11 @@ def test_gt_joint_ratio_starts_the_schedule(tiny_data_module, tmp_path):
 
 
 def test_callbacks_listed_by_the_config():
-    assert callback_names(compose("train", ["model=bigraph"])) == ["checkpoint", "preemption", "progress", "gt_joint_mixing"]
-    assert callback_names(compose("train", ["model=pymaf"])) == ["checkpoint", "preemption", "progress"]
+    assert callback_names(compose("train", ["model=bigraph"])) == ["checkpoint", "preemption", "progress", "overlays", "gt_joint_mixing"]
+    assert callback_names(compose("train", ["model=pymaf"])) == ["checkpoint", "preemption", "progress", "overlays"]
     assert callback_names(compose("train", ["model=hmr", "callbacks=[]"])) == []
     with pytest.raises(UserError, match="callbacks: unknown callback 'ema'; valid choices are checkpoint, "
-                                        "preemption, progress, gt_joint_mixing"):
+                                        "preemption, progress, overlays, gt_joint_mixing"):
         callback_names(compose("train", ["model=hmr", "callbacks=[checkpoint,ema]"]))
 
 
