@@ -28,19 +28,41 @@ def checkpoint_monitor(module: pl.LightningModule) -> tuple[str | None, str]:
 
 
 def checkpointing(cfg: Mapping[str, Any], run_dir: Path, module: pl.LightningModule) -> list[pl.Callback]:
-    """``checkpoints/last.ckpt`` after every epoch, plus ``best-epoch=<e>.ckpt`` by :func:`checkpoint_monitor`
-    (none without evaluation sets). Two callbacks, because Lightning's ``save_last`` rewrites last.ckpt only
-    when a top-k checkpoint was saved at that step: a run whose best epoch was 0 would resume from epoch 0."""
+    """``checkpoints/last.ckpt`` after every epoch (and every ``checkpoint_minutes`` of training), plus
+    ``best-epoch=<e>.ckpt`` by :func:`checkpoint_monitor` (none without evaluation sets); every checkpoint holds
+    the run's resolved config (``run_config``). Separate callbacks, because Lightning's ``save_last`` rewrites
+    last.ckpt only when a top-k checkpoint was saved at that step: a run whose best epoch was 0 would resume
+    from epoch 0. The first is the epoch-end ``last.ckpt``, the second (if any) the best."""
     from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from datetime import timedelta
 
     folder = str(run_dir / "checkpoints")
     latest = ModelCheckpoint(dirpath=folder, filename="last", monitor=None, save_top_k=1, save_last=False,
                              enable_version_counter=False)
     monitor, mode = checkpoint_monitor(module)
-    if monitor is None:
-        return [latest]
-    return [latest, ModelCheckpoint(dirpath=folder, monitor=monitor, mode=mode, save_top_k=1, save_last=False,
-                                    filename="best-{epoch:03d}")]
+    made = [latest]
+    if monitor is not None:
+        made.append(ModelCheckpoint(dirpath=folder, monitor=monitor, mode=mode, save_top_k=1, save_last=False,
+                                    filename="best-{epoch:03d}"))
+    if cfg.get("checkpoint_minutes"):   # last.ckpt also within epochs, by training time
+        made.append(ModelCheckpoint(dirpath=folder, filename="last", monitor=None, save_top_k=1, save_last=False,
+                                    enable_version_counter=False,
+                                    train_time_interval=timedelta(minutes=float(cfg["checkpoint_minutes"]))))
+    made.append(ConfigInCheckpoint(cfg))
+    return made
+
+
+class ConfigInCheckpoint(pl.Callback):
+    """Store the run's resolved config (plain containers: weights-only loadable) as ``checkpoint["run_config"]``."""
+
+    def __init__(self, cfg: Mapping[str, Any]):
+        from lightning_modules.checkpoints import plain_data
+
+        self.cfg = plain_data(dict(cfg), "run config")
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        checkpoint["run_config"] = self.cfg
 
 
 def gt_joint_mixing(cfg: Mapping[str, Any], run_dir: Path, module: pl.LightningModule) -> pl.Callback:

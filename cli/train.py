@@ -153,10 +153,12 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(143) from None
     finish_logger(logger)
     metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-    latest, *best = callbacks.get("checkpoint", [None])
+    made = callbacks.get("checkpoint", [])
+    monitored = [c for c in made if getattr(c, "monitor", None)]
+    last = run_dir / "checkpoints" / "last.ckpt"
     summary = {"run_dir": str(run_dir),
-               "last_checkpoint": latest.best_model_path if latest else "",
-               "best_checkpoint": best[0].best_model_path if best else "",
+               "last_checkpoint": str(last) if made and last.is_file() else "",
+               "best_checkpoint": monitored[0].best_model_path if monitored else "",
                "skipped_samples": data.skipped.count,
                "allocator": allocator.active_policy(),
                "validation": metrics}

@@ -193,6 +193,7 @@ class TrainRoot:
     run_name: Optional[str] = MISSING
     ablation: Optional[str] = MISSING
     callbacks: List[str] = MISSING
+    checkpoint_minutes: Optional[float] = MISSING   # last.ckpt also every N minutes of training (callbacks/registry.py)
     ckpt_path: Optional[str] = MISSING
     experiment: Optional[str] = MISSING       # a paper recipe of configs/experiment/ (configs.loader)
     init_weights: Optional[str] = MISSING     # a checkpoint whose model weights start the run (not a resume)

@@ -1,7 +1,7 @@
 """``make slurm``: the sbatch script it writes, and (marked ``slurm``, run by ``make test`` in a pytest invocation
 of its own) that script on a real SLURM cluster started on this machine: a 2-task CPU DDP job runs to completion,
-and ``scancel --signal=USR1`` makes the job save, requeue itself, resume and finish with one log and one
-continuous metrics history."""
+and ``scancel --signal=USR1`` makes the job save, requeue itself, resume and finish with one log and one W&B
+run id."""
 from __future__ import annotations
 
 import csv
@@ -68,13 +68,13 @@ def data_root(tmp_path_factory):
     return root
 
 
-def submit(cluster, monkeypatch, data_root, out: Path, epoch_samples: int, epochs: int) -> tuple[str, Path]:
+def submit(cluster, monkeypatch, data_root, out: Path, epoch_samples: int, epochs: int, *extra: str) -> tuple[str, Path]:
     monkeypatch.setenv("SLURM_CONF", str(cluster.conf))
     result = slurm.main(["model=hmr", "gpus=0", "tasks=2", "cpus_per_task=1", "time=00:20:00", "submit=true",
                          "model.backbone.width=8", f"data.root={data_root}", "data.batch_size=2", "data.eval_batch_size=2",
                          "data.num_workers=0", f"data.train.epoch_samples={epoch_samples}",
                          f"trainer.max_epochs={epochs}", "trainer.limit_train_batches=null",
-                         "trainer.limit_val_batches=null", "trainer.log_every_n_steps=1", f"out_dir={out}"])
+                         "trainer.limit_val_batches=null", "trainer.log_every_n_steps=1", f"out_dir={out}", *extra])
     return result["job_id"], Path(result["run_dir"])
 
 
@@ -98,7 +98,8 @@ def test_a_two_task_cpu_job_runs_to_completion(cluster, monkeypatch, data_root, 
 @pytest.mark.slurm
 def test_usr1_saves_requeues_and_the_job_resumes(cluster, monkeypatch, data_root, tmp_path):
     epochs, per_epoch = 2, 400
-    job, run_dir = submit(cluster, monkeypatch, data_root, tmp_path, epoch_samples=per_epoch, epochs=epochs)
+    job, run_dir = submit(cluster, monkeypatch, data_root, tmp_path, per_epoch, epochs, "logger=wandb",
+                          "logger.offline=true")
     out = run_dir / f"slurm-{job}.out"
     deadline = time.time() + 600
     while time.time() < deadline and not (out.exists() and re.search(r"epoch 1/2 step \d+/", out.read_text())):
@@ -113,5 +114,7 @@ def test_usr1_saves_requeues_and_the_job_resumes(cluster, monkeypatch, data_root
         log[-4000:]
     steps = per_epoch // (2 * 2) * epochs
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == steps
-    assert train_steps(run_dir) == list(range(steps))                 # one history, no step missing
     assert len(list(run_dir.glob("slurm-*.out"))) == 1                # one log, appended across the restart
+    run_id = (run_dir / "wandb_run_id").read_text().strip()           # one W&B run: every attempt's offline
+    attempts = sorted((run_dir / "wandb").glob("offline-run-*"))      # folder carries its id (wandb sync: one run)
+    assert len(attempts) == int(info["Restarts"]) + 1 and all(a.name.endswith(f"-{run_id}") for a in attempts)

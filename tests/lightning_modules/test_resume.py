@@ -135,3 +135,20 @@ def test_logger_none_writes_no_log_and_a_bad_name_lists_the_choices(tiny_data_mo
     with pytest.raises(UserError) as err:
         train.main(_hmr_args(tiny_data_module.root, tmp_path, "logger.name=tensorboard", "run_name=other"))
     assert "valid choices are csv, wandb, none" in str(err.value)
+
+
+def test_last_checkpoint_within_an_epoch_by_training_time_and_the_config_inside(tiny_data_module, tmp_path,
+                                                                                monkeypatch):
+    """checkpoint_minutes: last.ckpt is rewritten inside an epoch once that much training time has passed (here a
+    few microseconds: at every step), and every checkpoint carries the run's resolved config."""
+    seen = []
+
+    def look(self, outputs, batch, batch_idx):   # module hooks run after the callbacks' (the checkpoint is written)
+        seen.append((self.global_step, torch.load(tmp_path / "hmr-synthetic-s0" / "checkpoints" / "last.ckpt",
+                                                  map_location="cpu", weights_only=True)["global_step"]))
+
+    monkeypatch.setattr(MeshRecoveryModule, "on_train_batch_end", look, raising=False)
+    summary = train.main(_hmr_args(tiny_data_module.root, tmp_path, "trainer.max_epochs=1", "checkpoint_minutes=1e-7"))
+    assert seen == [(1, 1), (2, 2), (3, 3)]
+    saved = torch.load(summary["last_checkpoint"], map_location="cpu", weights_only=True)
+    assert saved["run_config"]["checkpoint_minutes"] == 1e-7 and saved["run_config"]["model"]["name"] == "hmr"

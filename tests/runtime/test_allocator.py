@@ -93,11 +93,11 @@ def test_make_train_entry_point_runs_under_the_policy(tmp_path):
     proc = run_python(args, clean_env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.splitlines()[0].startswith("allocator: mimalloc")
-    summary = json.loads(proc.stdout[proc.stdout.index("{"):])
+    summary = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{"):])[0]   # the JSON, then "done: ..."
     assert summary["allocator"] == "mimalloc"
     off = run_python(args, clean_env(MESHREC_ALLOCATOR="system"))
     assert off.returncode == 0, off.stderr[-3000:]
-    assert json.loads(off.stdout[off.stdout.index("{"):])["allocator"] == "system"
+    assert json.JSONDecoder().raw_decode(off.stdout[off.stdout.index("{"):])[0]["allocator"] == "system"
 
 
 def test_every_make_target_that_runs_python_applies_the_policy():
