@@ -97,5 +97,10 @@ def finish_logger(logger) -> None:
     if isinstance(logger, WandbLogger):
         import wandb
 
-        if wandb.run is not None:
+        if wandb.run is None:
+            return
+        try:
             wandb.finish()
+        except (OSError, ConnectionError) as err:   # its service process was stopped with us (a cluster's signal)
+            print(f"note: W&B could not close its run ({type(err).__name__}); the next attempt continues it",
+                  flush=True)

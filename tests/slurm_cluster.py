@@ -89,7 +89,17 @@ class LocalCluster:
         raise TimeoutError(f"job {job_id} still {self.job(job_id)['JobState']} after {timeout} s")
 
     def stop(self) -> None:
+        """Cancel what is still queued or running, stop the daemons, then munged."""
+        for job in self.run("squeue", "-h", "-o", "%i", check=False).split():
+            self.run("scancel", "--full", job, check=False)
+        time.sleep(1.0)
         self.run("scontrol", "shutdown", check=False)
+        time.sleep(1.0)
+        for pid_file in (self.root / "slurmd.pid", self.root / "slurmctld.pid"):
+            try:
+                os.kill(int(pid_file.read_text().strip()), 9)
+            except (OSError, ValueError):
+                pass
         pid_file = Path("/run/munge/munged.pid")
         if pid_file.exists():
             try:

@@ -40,10 +40,11 @@ def _train_steps(rows: list[dict]) -> list[int]:
 def test_a_signal_saves_and_the_same_command_resumes(tiny_data_module, tmp_path, monkeypatch, capsys, signum):
     args = _hmr_args(tiny_data_module.root, tmp_path)
     run_dir = tmp_path / "hmr-synthetic-s0"
-    stop_at = STEPS_PER_EPOCH + 1                       # inside the second epoch, after a validation
+    signal_at = STEPS_PER_EPOCH + 1                     # inside the second epoch, after a validation
+    stop_at = signal_at + 1    # sent after this step's check: the ranks agree at the end of the next step
 
     def send(self, outputs, batch, batch_idx):
-        if self.global_step == stop_at:
+        if self.global_step == signal_at:
             os.kill(os.getpid(), signum)
 
     monkeypatch.setattr(MeshRecoveryModule, "on_train_batch_end", send, raising=False)
