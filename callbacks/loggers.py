@@ -91,7 +91,13 @@ def make_logger(cfg: Mapping[str, Any], run_dir: Path):
 
 def finish_logger(logger) -> None:
     """Close the logger's run at the end of ``make train``: W&B keeps a run open until the process exits
-    (Lightning does not finish it), so a second run in the same process would log into the first."""
+    (Lightning does not finish it), so a second run in the same process would log into the first.
+
+    ``wandb.finish`` returns before W&B's service process has written the run's last records to its ``.wandb``
+    file (a CI run read a file holding only its header); ``wandb.teardown`` waits for that service to write
+    everything and exit. Its own atexit hook would do the same at exit, but W&B documents that hook as unreliable
+    next to ``multiprocessing`` (our data workers and forkserver), so the run directory is complete when
+    ``make train`` returns, e.g. before a SLURM script copies it."""
     from pytorch_lightning.loggers import WandbLogger
 
     if isinstance(logger, WandbLogger):
@@ -101,6 +107,7 @@ def finish_logger(logger) -> None:
             return
         try:
             wandb.finish()
+            wandb.teardown()
         except (OSError, ConnectionError) as err:   # its service process was stopped with us (a cluster's signal)
             print(f"note: W&B could not close its run ({type(err).__name__}); the next attempt continues it",
                   flush=True)

@@ -59,19 +59,10 @@ def cluster(tmp_path_factory):
     local.stop()
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    from datamodules.synthetic.dataset import generate
-
-    root = tmp_path_factory.mktemp("slurm_data") / "synthetic"
-    generate(root, seed=3, size=0.05, workers=1, log=None)      # 5 samples per evaluation set
-    return root
-
-
-def submit(cluster, monkeypatch, data_root, out: Path, epoch_samples: int, epochs: int, *extra: str) -> tuple[str, Path]:
+def submit(cluster, monkeypatch, synthetic_5_per_set, out: Path, epoch_samples: int, epochs: int, *extra: str) -> tuple[str, Path]:
     monkeypatch.setenv("SLURM_CONF", str(cluster.conf))
     result = slurm.main(["model=hmr", "gpus=0", "tasks=2", "cpus_per_task=1", "time=00:20:00", "submit=true",
-                         "model.backbone.width=8", f"data.root={data_root}", "data.batch_size=2", "data.eval_batch_size=2",
+                         "model.backbone.width=8", f"data.root={synthetic_5_per_set}", "data.batch_size=2", "data.eval_batch_size=2",
                          "data.num_workers=0", f"data.train.epoch_samples={epoch_samples}",
                          f"trainer.max_epochs={epochs}", "trainer.limit_train_batches=null",
                          "trainer.limit_val_batches=null", "trainer.log_every_n_steps=1", f"out_dir={out}", *extra])
@@ -84,8 +75,8 @@ def train_steps(run_dir: Path) -> list[int]:
 
 
 @pytest.mark.slurm
-def test_a_two_task_cpu_job_runs_to_completion(cluster, monkeypatch, data_root, tmp_path):
-    job, run_dir = submit(cluster, monkeypatch, data_root, tmp_path, epoch_samples=16, epochs=2)
+def test_a_two_task_cpu_job_runs_to_completion(cluster, monkeypatch, synthetic_5_per_set, tmp_path):
+    job, run_dir = submit(cluster, monkeypatch, synthetic_5_per_set, tmp_path, epoch_samples=16, epochs=2)
     info = cluster.wait(job)
     log = (run_dir / f"slurm-{job}.out").read_text()
     assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", log[-3000:]
@@ -96,9 +87,9 @@ def test_a_two_task_cpu_job_runs_to_completion(cluster, monkeypatch, data_root, 
 
 
 @pytest.mark.slurm
-def test_usr1_saves_requeues_and_the_job_resumes(cluster, monkeypatch, data_root, tmp_path):
+def test_usr1_saves_requeues_and_the_job_resumes(cluster, monkeypatch, synthetic_5_per_set, tmp_path):
     epochs, per_epoch = 2, 400
-    job, run_dir = submit(cluster, monkeypatch, data_root, tmp_path, per_epoch, epochs, "logger=wandb",
+    job, run_dir = submit(cluster, monkeypatch, synthetic_5_per_set, tmp_path, per_epoch, epochs, "logger=wandb",
                           "logger.offline=true")
     out = run_dir / f"slurm-{job}.out"
     deadline = time.time() + 600

@@ -29,14 +29,18 @@ def _everything(model: BodyModel, betas, rotmats) -> dict[str, torch.Tensor]:
             "level2": model.downsampled_skinning(2)(betas, rotmats)}
 
 
+def _assert_same_float32(got: dict, want: dict) -> None:
+    for name in want:
+        assert got[name].dtype == torch.float32, name
+        torch.testing.assert_close(got[name], want[name], rtol=0, atol=0, msg=name)
+
+
 def test_bf16_autocast_does_not_touch_the_body_model(model):
     betas, rotmats = _inputs()
     want = _everything(model, betas, rotmats)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         got = _everything(model, betas, rotmats)
-    for name in want:
-        assert got[name].dtype == torch.float32, name
-        torch.testing.assert_close(got[name], want[name], rtol=0, atol=0, msg=name)
+    _assert_same_float32(got, want)
 
 
 def test_bf16_inputs_are_widened_not_the_model_narrowed(model):
@@ -47,9 +51,7 @@ def test_bf16_inputs_are_widened_not_the_model_narrowed(model):
     want = _everything(model, b16.float(), r16.float())
     with torch.autocast("cpu", dtype=torch.bfloat16):
         got = _everything(model, b16, r16)
-    for name in want:
-        assert got[name].dtype == torch.float32, name
-        torch.testing.assert_close(got[name], want[name], rtol=0, atol=0, msg=name)
+    _assert_same_float32(got, want)
 
 
 def test_float64_model_stays_float64_under_autocast(model):

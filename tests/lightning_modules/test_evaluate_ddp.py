@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from cli import train
-from datamodules.synthetic.dataset import generate
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,9 +22,8 @@ def run_eval(ckpt: str, root: Path, out: Path, *extra: str) -> dict:
     return json.loads(out.read_text())
 
 
-def test_two_processes_give_the_row_of_one(tmp_path):
-    root = tmp_path / "synthetic"
-    generate(root, seed=3, size=0.05, workers=1, log=None)   # 5 samples per evaluation set
+def test_two_processes_give_the_row_of_one(tmp_path, synthetic_5_per_set):
+    root = synthetic_5_per_set
     summary = train.main(["model=pymaf", "model.backbone.width=8", f"data.root={root}", "data.batch_size=4",
                           "data.eval_batch_size=2", "data.num_workers=0", "trainer.max_epochs=1",
                           "trainer.limit_train_batches=1", "trainer.limit_val_batches=0", f"out_dir={tmp_path}"])

@@ -14,26 +14,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from datamodules.synthetic.dataset import generate
-
 REPO = Path(__file__).resolve().parents[2]
 BATCH, EPOCH_SAMPLES, EPOCHS = 2, 16, 2     # 16 samples per epoch over 2 ranks of batch 2: 4 steps each
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    """Synthetic data with 5 samples per evaluation set (each of the two ranks validates some)."""
-    root = tmp_path_factory.mktemp("ddp") / "synthetic"
-    generate(root, seed=3, size=0.05, workers=1, log=None)
-    return root
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["hmr", "pymaf", "bigraph"])
-def test_two_process_training(data_root, tmp_path, model):
+def test_two_process_training(synthetic_5_per_set, tmp_path, model):
     extra = ["model.net.width=0.125"] if model == "bigraph" else []
     cmd = [sys.executable, "-m", "cli.train", f"model={model}", "model.backbone.width=8", *extra,
-           f"data.root={data_root}", f"data.batch_size={BATCH}", "data.eval_batch_size=2",
+           f"data.root={synthetic_5_per_set}", f"data.batch_size={BATCH}", "data.eval_batch_size=2",
            "data.num_workers=0", f"data.train.epoch_samples={EPOCH_SAMPLES}", f"trainer.max_epochs={EPOCHS}",
            "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp", "trainer.limit_train_batches=null",
            "trainer.limit_val_batches=null", "trainer.log_every_n_steps=1", "trainer.enable_progress_bar=false",
