@@ -31,6 +31,9 @@ TASKS ?=
 TIME ?=
 PARTITION ?=
 SUBMIT ?=
+# ... and a job array over a grid: ABLATIONS=pymaf_t4_grid_pyramid,none SEEDS=0,1,2 (one run per pair)
+ABLATIONS ?=
+SEEDS ?=
 # data.root is passed only when DATA_DIR is given, so that ARGS="data=bigraph_mix" keeps that config's root
 DATA_ROOT = $(if $(filter command line environment,$(origin DATA_DIR)),data.root=$(DATA_DIR))
 
@@ -44,7 +47,7 @@ help:
 	@echo "make export-body   write SMPL_NEUTRAL.pkl, mesh_downsampling.npz, SPIN files -> outputs/open_smpl/"
 	@echo "make train         train MODEL=bigraph|pymaf|hmr on the synthetic data (ARGS='trainer=gpu data=bigraph_mix ...')"
 	@echo "make eval          a checkpoint on evaluation sets: CKPT=... [MODEL=...] [DATA=3dpw,lsp|all] -> each paper's row + JSON"
-	@echo "make slurm         an sbatch script for make train: MODEL=... [NODES=1] [GPUS=8|0] [TIME=..] [PARTITION=..] [SUBMIT=1]"
+	@echo "make slurm         an sbatch script for make train: MODEL=... [NODES=1] [GPUS=8|0] [TIME=..] [PARTITION=..] [SUBMIT=1] [ABLATIONS=a,b SEEDS=0,1,2]"
 	@echo "make convert-pymaf official PyMAF checkpoint -> ours: OFFICIAL=PyMAF_model_checkpoint.pt [OUT=...] [ARGS='--body smpl --smpl-dir DIR']"
 	@echo "make compare-official-pymaf  converted weights vs the official forward in float64 (needs PYMAF_OFFICIAL_ROOT)"
 	@echo "make data          generate the synthetic data set -> data/synthetic (SIZE=1 SEED=0; skipped when up to date)"
@@ -97,7 +100,8 @@ train: data
 slurm: $(STAMP)
 	$(PY) -m cli.slurm model=$(MODEL) $(if $(NODES),nodes=$(NODES)) $(if $(GPUS),gpus=$(GPUS)) \
 		$(if $(TASKS),tasks=$(TASKS)) $(if $(TIME),time=$(TIME)) $(if $(PARTITION),partition=$(PARTITION)) \
-		$(if $(filter 1 true yes,$(SUBMIT)),submit=true) $(DATA_ROOT) $(ARGS)
+		$(if $(filter 1 true yes,$(SUBMIT)),submit=true) $(if $(ABLATIONS),'ablations=[$(ABLATIONS)]') \
+		$(if $(SEEDS),'seeds=[$(SEEDS)]') $(DATA_ROOT) $(ARGS)
 
 # MODEL is checked against the checkpoint only when given on the command line.
 eval: data

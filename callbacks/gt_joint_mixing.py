@@ -25,9 +25,23 @@ class GTJointMixing(pl.Callback):
     def __init__(self, start: float = 1.0):
         self.start = float(start)
 
+    def _set(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> float | None:
+        source = getattr(pl_module, "roi_joints", None)
+        if source is None:
+            return None
+        source.gt_ratio = gt_joint_ratio(trainer.current_epoch, int(trainer.max_epochs or 1), self.start)
+        return source.gt_ratio
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """A run resumed inside an epoch starts without that epoch's ``on_train_epoch_start``: set its share here."""
+        self._set(trainer, pl_module)
+
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._set(trainer, pl_module)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        """Logged with every step, like the learning rate (an epoch-level value would be missing from the log of
+        an epoch a run resumed into)."""
         source = getattr(pl_module, "roi_joints", None)
         if source is not None:
-            ratio = gt_joint_ratio(trainer.current_epoch, int(trainer.max_epochs or 1), self.start)
-            source.gt_ratio = ratio
-            pl_module.log("train/gt_joint_ratio", ratio, on_step=False, on_epoch=True)
+            pl_module.log("train/gt_joint_ratio", float(source.gt_ratio), on_step=True, on_epoch=False)

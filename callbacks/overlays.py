@@ -94,7 +94,10 @@ class MeshOverlays(pl.Callback):
         grid = overlay_grid(batch["img"], final["vertices"], final["cam"], pl_module.body.faces, pl_module.img_res)
         path = save_png(self.folder / f"epoch-{trainer.current_epoch:03d}.png", grid)
         self.written.append(path)
+        # At the step Lightning logs this validation's metrics at (its logger connector's choice), so the images
+        # line up with them on the dashboards' trainer/global_step axis.
+        step = getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped", trainer.global_step)
         for logger in trainer.loggers:
             if hasattr(logger, "log_image"):
-                logger.log_image(key="val/overlays", images=[grid], step=trainer.global_step,
+                logger.log_image(key="val/overlays", images=[grid], step=step,
                                  caption=[f"epoch {trainer.current_epoch}: input | prediction | side"])

@@ -4,8 +4,8 @@ and SIGUSR1 (SLURM's early warning, ``--signal=SIGUSR1@90``).
 From the start of training the signal handlers only note the signal. At the end of every training step the
 ranks agree (an all-reduce of the noted signal), so all of them stop after the same step, through Lightning's
 own stop (``SIGTERMException`` once the step's progress and logs are recorded); then every rank saves the full
-training state as ``<run dir>/hpc_ckpt_<n>.ckpt``, rank 0 requeues the job when SLURM's SIGUSR1 asked for it
-(``scontrol requeue``), and ``make train`` exits with 143. The same
+training state as ``<run dir>/hpc_ckpt_<n>.ckpt``, rank 0 closes the W&B run and requeues the job when SLURM's
+SIGUSR1 asked for it (``scontrol requeue``), and ``make train`` exits with 143. The same
 command resumes from the newest checkpoint (``lightning_modules.checkpoints.newest_checkpoint``).
 
 Lightning's own handlers save inside the signal handler, which under DDP can run between two collectives on
@@ -13,6 +13,11 @@ one rank and not on the other: a save there (a barrier) then waits forever for a
 gradient all-reduce. They are replaced while training runs. Data-loader workers ignore both signals
 (``datamodules.streams.ignore_stop_signals``), so a signal sent to the whole process group stops the run
 through the trainer, not through a dying worker.
+
+W&B's service process is not ours: a SIGTERM that SLURM sends to every process of the job (preemption without
+the early warning) stops it at once, and the rows it had not yet written to the offline file (W&B writes every
+15 s) are lost from that attempt's W&B history; metrics.csv (``logger=csv``) and the checkpoint lose nothing.
+SIGUSR1, which a job of ``make slurm`` receives before its time limit, has no such loss.
 """
 from __future__ import annotations
 
@@ -85,6 +90,12 @@ class PreemptionCheckpoint(pl.Callback):
             return
         self._save(trainer)
         if self.stopping == REQUEUE and trainer.is_global_zero:
+            # The requeue stops every process of the job at once, W&B's service with them: close the run first,
+            # or the rows it has not yet written to its offline file are lost (a test found the first attempt's
+            # history empty).
+            from callbacks.loggers import finish_logger
+
+            finish_logger(trainer.logger)
             job = os.environ.get("SLURM_ARRAY_JOB_ID")
             job = f"{job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if job else os.environ["SLURM_JOB_ID"]
             done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)

@@ -49,7 +49,9 @@ def checkpointing(cfg: Mapping[str, Any], run_dir: Path, module: pl.LightningMod
         made.append(ModelCheckpoint(dirpath=folder, filename="last", monitor=None, save_top_k=1, save_last=False,
                                     enable_version_counter=False,
                                     train_time_interval=timedelta(minutes=float(cfg["checkpoint_minutes"]))))
-    made.append(ConfigInCheckpoint(cfg))
+    from callbacks.random_states import RandomStatesInCheckpoint
+
+    made += [ConfigInCheckpoint(cfg), RandomStatesInCheckpoint()]
     return made
 
 

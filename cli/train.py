@@ -38,6 +38,14 @@ def run_name(cfg) -> str:
     return cfg.run_name or f"{cfg.ablation or cfg.model.name}-{cfg.data.get('name', 'data')}-s{cfg.seed}"
 
 
+def plain_config(cfg) -> dict:
+    """The composed config as plain containers, as the saved config.yaml reads back (a structured config's tuple
+    defaults become lists): what :func:`resume_point` compares with it."""
+    from lightning_modules.checkpoints import plain_data
+
+    return plain_data(OmegaConf.to_container(cfg, resolve=True), "config")
+
+
 def first_difference(a, b, where: str = "") -> str | None:
     """The first key (dotted) at which two plain configs differ, or None."""
     if isinstance(a, dict) and isinstance(b, dict):
@@ -115,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     pl.seed_everything(int(cfg.seed), workers=True)
     run_dir = Path(cfg.out_dir) / run_name(cfg)
-    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain = plain_config(cfg)
     ckpt, how = resume_point(plain, run_dir)
     if leader:
         print(how, flush=True)

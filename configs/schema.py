@@ -259,6 +259,8 @@ class SlurmRoot:
     signal_seconds: int = MISSING
     script: Optional[str] = MISSING
     submit: bool = MISSING
+    ablations: Optional[List[str]] = None   # a job array over ablations x seeds (one task per pair)
+    seeds: Optional[List[int]] = None
 
 
 ROOTS: Dict[str, Any] = {"train": TrainRoot, "eval": EvalRoot, "show_data": ShowDataRoot,

@@ -38,12 +38,11 @@ from typing import Any, Iterator, Mapping
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
 
 from datamodules.augment import AugmentConfig
+from datamodules.loaders import EpochLoader, TrainLoader
 from datamodules.shards import SkipCounter, iter_annotations
-from datamodules.streams import (EvalStream, MixedTrainStream, SourceShards, forkserver_started, ignore_stop_signals,
-                                 shard_sample_counts)
+from datamodules.streams import EvalStream, MixedTrainStream, SourceShards, forkserver_started, shard_sample_counts
 from runtime.errors import UserError
 
 _TOP_KEYS = {"root", "train", "eval", "batch_size", "eval_batch_size", "num_workers", "worker_start", "img_res",
@@ -72,30 +71,6 @@ def _mapping(value: Any, where: str) -> Mapping:
     if not isinstance(value, Mapping):
         raise UserError(f"{where} must be a mapping, got {type(value).__name__}")
     return value
-
-
-class EpochLoader(DataLoader):
-    """A DataLoader over a stream that tells it the epoch and sums the workers' skip reports.
-
-    The epoch comes from ``epoch_fn`` (the trainer's current epoch) when the iterator is created, so a
-    resumed run continues with the right random streams. Batches that only carry skip reports are
-    swallowed.
-    """
-
-    def __init__(self, stream, counter: SkipCounter, epoch_fn, **kwargs):
-        if kwargs.get("num_workers"):
-            kwargs.setdefault("worker_init_fn", ignore_stop_signals)
-        super().__init__(stream, batch_size=None, **kwargs)
-        self.counter, self.epoch_fn = counter, epoch_fn
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(self.epoch_fn())
-        for batch in super().__iter__():
-            for url, key, reason, message in batch.pop("skipped", []):
-                self.counter.add_reason(reason, message, ident=(url, key))
-            if batch:
-                yield batch
 
 
 class MixedDataModule(pl.LightningDataModule):
@@ -267,18 +242,26 @@ class MixedDataModule(pl.LightningDataModule):
             ready.start()
             ready.join()
 
-    def _loader(self, stream) -> EpochLoader:
+    def _loader_options(self) -> dict[str, Any]:
         workers = self.num_workers
-        return EpochLoader(stream, self.skipped, self._epoch, num_workers=workers, persistent_workers=False,
-                           pin_memory=torch.cuda.is_available(), prefetch_factor=4 if workers else None,
-                           multiprocessing_context=self._worker_context())
+        return dict(num_workers=workers, persistent_workers=False, pin_memory=torch.cuda.is_available(),
+                    prefetch_factor=4 if workers else None, multiprocessing_context=self._worker_context())
 
-    def train_dataloader(self) -> EpochLoader:
-        return self._loader(self.train_stream())
+    def _train_position(self) -> tuple[int, int]:
+        """(epoch, batches the trainer's epoch loop has processed in it): where a checkpoint leaves the stream."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0, 0
+        return int(trainer.current_epoch), int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+
+    def train_dataloader(self) -> TrainLoader:
+        """The mixture's loader; its position in the stream travels in the checkpoint (``datamodules.loaders``)."""
+        return TrainLoader(self.train_stream(), self.skipped, self._epoch, self._train_position, self._placement(),
+                           **self._loader_options())
 
     def eval_dataloader(self, name: str) -> EpochLoader:
         """The loader of one evaluation set (every sample once; ``make eval``)."""
-        return self._loader(self.eval_stream(name))
+        return EpochLoader(self.eval_stream(name), self.skipped, self._epoch, **self._loader_options())
 
     def val_dataloader(self) -> list[EpochLoader]:
         return [self.eval_dataloader(name) for name in self.eval_cfg]

@@ -9,7 +9,9 @@ with ``DataLoader(batch_size=None)``) and split their work explicitly, by node (
   least as many shards as workers, otherwise by sample (every worker reads every shard and keeps every
   n-th sample), so no sample repeats within a rank's pass. Each rank yields exactly ``batches_per_rank``
   batches per epoch (workers take batches w, w + W, ...), so every rank runs the same number of steps
-  and DDP cannot hang on a missing batch. WebDataset's ``ResampledShards`` draws shards with
+  and DDP cannot hang on a missing batch. A resumed run starts the epoch at the checkpoint's batch and
+  draws exactly the samples (and augmentations) the uninterrupted run would have (:meth:`MixedTrainStream.resume_at`).
+  WebDataset's ``ResampledShards`` draws shards with
   replacement independently per worker, which repeats shards within an epoch and leaves the
   per-rank batch count to ``with_epoch``; the explicit scheme here keeps both guarantees testable.
 - :class:`EvalStream`: the samples of one evaluation set, in order, split into contiguous ranges: rank r
@@ -35,7 +37,7 @@ import dataclasses
 import math
 import signal
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -149,6 +151,7 @@ class MixedTrainStream(IterableDataset):
         self.shuffle_buffer = max(1, int(shuffle_buffer))
         self.rank, self.world_size = int(rank), int(world_size)
         self.epoch = 0
+        self.start_batch, self.known_bad = 0, frozenset()
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -172,8 +175,20 @@ class MixedTrainStream(IterableDataset):
                         yield members
                     index += 1
 
-    def _source_stream(self, s: int, gid: int, total: int, rng: np.random.Generator, skips: _Skips) -> Iterator[Any]:
-        """Endless decoded samples of source ``s`` for this worker, through a shuffle buffer."""
+    def resume_at(self, batch: int, known_bad: Iterable[tuple[str, str]] = ()) -> None:
+        """Start the next pass over this epoch at batch ``batch`` of the rank, exactly where an uninterrupted run
+        would be (a resumed run: :class:`datamodules.loaders.TrainLoader` calls it with the checkpoint's position).
+
+        The batches before it are replayed without decoding or augmenting: the shards' members are read, the
+        shuffle buffers and the random streams advance as they did, and the members in ``known_bad`` ((shard,
+        key) of every sample skipped before the checkpoint) are passed over as their decoding failed then.
+        Worker w then makes the batches ``batch + w, batch + w + W, ...``, the order in which the DataLoader
+        collects them, with the random streams of the worker that made them in the uninterrupted run."""
+        self.start_batch = max(0, int(batch))
+        self.known_bad = frozenset(tuple(k) for k in known_bad)
+
+    def _source_members(self, s: int, gid: int, total: int, rng: np.random.Generator, skips: _Skips) -> Iterator[dict]:
+        """Endless raw members of source ``s`` for this worker, through a shuffle buffer (not decoded)."""
         buffer: list[dict] = []
         pass_index, empty_passes = 0, 0
         while True:
@@ -185,9 +200,7 @@ class MixedTrainStream(IterableDataset):
                     continue
                 i = int(rng.integers(len(buffer)))
                 members, buffer[i] = buffer[i], members
-                sample = _decode(members, skips)
-                if sample is not None:
-                    yield sample
+                yield members
             pass_index += 1
             empty_passes = 0 if got else empty_passes + 1
             if empty_passes >= 2 and not buffer:
@@ -195,29 +208,46 @@ class MixedTrainStream(IterableDataset):
                                    f"of {total}: every shard is empty or damaged")
             rng.shuffle(buffer)
             while len(buffer) > self.shuffle_buffer // 2:  # keep half, so passes mix at their border
-                sample = _decode(buffer.pop(), skips)
-                if sample is not None:
-                    yield sample
+                yield buffer.pop()
+
+    def _next_sample(self, members: Iterator[dict], skips: _Skips, replay: bool) -> Sample | None:
+        """The next decodable sample of a source (None while replaying: it is passed over, not decoded)."""
+        for group in members:
+            if replay:
+                if (group.get("__url__", ""), group.get("__key__", "")) not in self.known_bad:
+                    return None
+                continue
+            sample = _decode(group, skips)
+            if sample is not None:
+                return sample
+        raise RuntimeError("a source stream ended")   # unreachable: source streams are endless
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        worker, workers, gid = worker_slot(self.rank, self.world_size)
-        total = workers * self.world_size
-        rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker, 11])
+        worker, workers, _ = worker_slot(self.rank, self.world_size)
+        start = self.start_batch
+        logical = (worker + start) % workers      # the worker that made this one's next batch when uninterrupted
+        gid, total = self.rank * workers + logical, workers * self.world_size
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank, logical, 11])
         skips = _Skips()
-        streams = [self._source_stream(s, gid, total, np.random.default_rng([self.seed, self.epoch, gid, s, 13]), skips)
+        streams = [self._source_members(s, gid, total, np.random.default_rng([self.seed, self.epoch, gid, s, 13]),
+                                        skips)
                    for s in range(len(self.sources))]
-        for _ in range(worker, self.batches_per_rank, workers):
+        for index in range(logical, self.batches_per_rank, workers):
+            replay = index < start
             items = []
             for s in rng.choice(len(self.sources), size=self.batch_size, p=self.probs):
-                sample = next(streams[s])
+                sample = self._next_sample(streams[s], skips, replay)
                 params = sample_augment_params(rng, self.augment)
+                if replay:
+                    continue
                 item = prepare_sample(_for_training(sample), params, self.out_res)
                 for key in EVAL_ONLY_KEYS:
                     item.pop(key, None)
                 item["source"] = torch.tensor(int(s))
                 item["key"] = sample.key
                 items.append(item)
-            yield collate(items, skips.take())
+            if not replay:
+                yield collate(items, skips.take())
 
 
 def _for_training(sample: Sample) -> Sample:

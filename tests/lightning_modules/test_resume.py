@@ -153,3 +153,18 @@ def test_last_checkpoint_within_an_epoch_by_training_time_and_the_config_inside(
     assert seen == [(1, 1), (2, 2), (3, 3)]
     saved = torch.load(summary["last_checkpoint"], map_location="cpu", weights_only=True)
     assert saved["run_config"]["checkpoint_minutes"] == 1e-7 and saved["run_config"]["model"]["name"] == "hmr"
+
+
+@pytest.mark.parametrize("model", ["hmr", "pymaf", "bigraph"])
+def test_a_saved_config_reads_back_equal_to_the_composed_one(tmp_path, model):
+    """The same command resumes: the run directory's config.yaml compares equal to what the command composes
+    (BiGraph's structured defaults held a tuple, which the YAML reads back as a list, and every resume stopped)."""
+    from configs.loader import compose
+
+    (tmp_path / "checkpoints").mkdir()
+    args = [f"model={model}", f"out_dir={tmp_path}"]
+    plain = train.plain_config(compose("train", args))
+    train.save_config(plain, tmp_path)
+    torch.save({"global_step": 3, "state_dict": {}}, tmp_path / "checkpoints" / "last.ckpt")
+    ckpt, how = train.resume_point(train.plain_config(compose("train", args)), tmp_path)
+    assert ckpt == str(tmp_path / "checkpoints" / "last.ckpt") and how.startswith("resuming"), how
