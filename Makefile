@@ -23,6 +23,9 @@ MODEL ?= bigraph
 # make eval: the checkpoint (default: the last one of `make train MODEL=...` on the synthetic data) and the
 # evaluation sets of the data config (comma-separated names, or all)
 CKPT ?= outputs/runs/$(MODEL)-synthetic-s0/checkpoints/last.ckpt
+# make demo: an image or a folder of images, and where the meshes and pictures go
+INPUT ?=
+OUTPUT ?= outputs/demo
 DATA ?= all
 # make slurm: the job's shape (configs/slurm.yaml has the defaults); SUBMIT=1 also submits it
 NODES ?=
@@ -37,7 +40,7 @@ SEEDS ?=
 # data.root is passed only when DATA_DIR is given, so that ARGS="data=bigraph_mix" keeps that config's root
 DATA_ROOT = $(if $(filter command line environment,$(origin DATA_DIR)),data.root=$(DATA_DIR))
 
-.PHONY: train eval slurm convert-pymaf compare-official-pymaf help venv test test-fast show-body body-model export-body data preview-data show-data data-stats convert bench clean-venv
+.PHONY: train eval demo slurm convert-pymaf compare-official-pymaf help venv test test-fast show-body body-model export-body data preview-data show-data data-stats convert bench clean-venv
 
 help:
 	@echo "make test          run the whole test suite (slow tests included; as CI does)"
@@ -47,6 +50,7 @@ help:
 	@echo "make export-body   write SMPL_NEUTRAL.pkl, mesh_downsampling.npz, SPIN files -> outputs/open_smpl/"
 	@echo "make train         train MODEL=bigraph|pymaf|hmr on the synthetic data (ARGS='trainer=gpu data=bigraph_mix ...')"
 	@echo "make eval          a checkpoint on evaluation sets: CKPT=... [MODEL=...] [DATA=3dpw,lsp|all] -> each paper's row + JSON"
+	@echo "make demo          a checkpoint on photos: CKPT=... INPUT=photo.jpg|folder [OUTPUT=outputs/demo] -> meshes, overlays, JSON"
 	@echo "make slurm         an sbatch script for make train: MODEL=... [NODES=1] [GPUS=8|0] [TIME=..] [PARTITION=..] [SUBMIT=1] [ABLATIONS=a,b SEEDS=0,1,2]"
 	@echo "make convert-pymaf official PyMAF checkpoint -> ours: OFFICIAL=PyMAF_model_checkpoint.pt [OUT=...] [ARGS='--body smpl --smpl-dir DIR']"
 	@echo "make compare-official-pymaf  converted weights vs the official forward in float64 (needs PYMAF_OFFICIAL_ROOT)"
@@ -102,6 +106,10 @@ slurm: $(STAMP)
 		$(if $(TASKS),tasks=$(TASKS)) $(if $(TIME),time=$(TIME)) $(if $(PARTITION),partition=$(PARTITION)) \
 		$(if $(filter 1 true yes,$(SUBMIT)),submit=true) $(if $(ABLATIONS),'ablations=[$(ABLATIONS)]') \
 		$(if $(SEEDS),'seeds=[$(SEEDS)]') $(DATA_ROOT) $(ARGS)
+
+# make demo CKPT=... INPUT=photo.jpg|folder [OUTPUT=outputs/demo] [ARGS="batch_size=8 device=cuda"]
+demo: $(STAMP)
+	$(PY) -m cli.demo ckpt=$(CKPT) input=$(INPUT) output=$(OUTPUT) $(ARGS)
 
 # MODEL is checked against the checkpoint only when given on the command line.
 eval: data

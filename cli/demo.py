@@ -1,0 +1,207 @@
+"""``make demo``: a trained model on photos, headless, on CPU or GPU.
+
+    python -m cli.demo ckpt=... input=photo.jpg|folder output=outputs/demo [batch_size=16] [device=cpu]
+
+Each image's people come from the box and keypoint files next to it (``datamodules.people``: ``<stem>_bbox.json``,
+``<stem>_openpose.json``, ``<stem>_keypoints.json``; without any, the whole image). BiGraph reads 2D joints from
+the keypoint files; an image without one stops the demo in one line. The people are reconstructed in batches
+across images by :class:`lightning_modules.predictor.Predictor` (the demo adds only files and pictures). Per image
+``<stem>``, in ``output``:
+
+- ``<stem>_overlay.png``: every person's mesh drawn on the photo (the crop camera's projection mapped into the photo);
+- per person k: ``<stem>_<k>.obj`` (the model's final mesh; BiGraph: its graph mesh, plus ``<stem>_<k>_smpl.obj``,
+  the body model on its regressed parameters), ``<stem>_<k>_front.png`` and ``<stem>_<k>_side.png`` (the mesh
+  alone, from the camera and turned 90 degrees), ``<stem>_<k>.json`` (SMPL parameters, the crop's
+  weak-perspective camera, the full photo's camera translation and focal length, the box and the joints).
+
+Every picture is drawn by the suite's rasteriser (``body.raster``): no OpenGL, no display.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from runtime.cli import run_cli
+from runtime.errors import UserError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+VIEW_SIZE = 512                 # side of the front and side views, pixels
+
+
+@dataclass
+class DemoArgs:
+    ckpt: str
+    input: str
+    output: str = "outputs/demo"
+    batch_size: int = 16
+    device: str = "cpu"
+    model: str | None = None
+
+
+def parse_args(argv: list[str]) -> DemoArgs:
+    """``key=value`` arguments (module docstring); a bad one is a one-line error naming the valid keys."""
+    fields = DemoArgs.__dataclass_fields__
+    values: dict[str, str] = {}
+    for item in argv:
+        key, eq, value = item.partition("=")
+        if not eq or key not in fields:
+            raise UserError(f"make demo: bad argument {item!r}; valid keys are {', '.join(fields)} (key=value)")
+        values[key] = value
+    for key in ("ckpt", "input"):
+        if not values.get(key):
+            raise UserError(f"make demo: {key}= is required (CKPT=... INPUT=... OUTPUT=...)")
+    try:
+        batch = int(values.pop("batch_size", 16))
+    except ValueError:
+        raise UserError("make demo: batch_size must be an integer") from None
+    return DemoArgs(batch_size=batch, **values)
+
+
+def image_paths(source: str | Path) -> list[Path]:
+    """An image, or the images of a folder (sorted); a one-line error when there is none."""
+    source = Path(source)
+    if source.is_file():
+        if source.suffix.lower() not in IMAGE_SUFFIXES:
+            raise UserError(f"input={source}: not an image ({', '.join(IMAGE_SUFFIXES)}); give an image or a folder")
+        return [source]
+    if source.is_dir():
+        found = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if found:
+            return found
+        raise UserError(f"input={source}: the folder holds no image ({', '.join(IMAGE_SUFFIXES)})")
+    raise UserError(f"input={source}: no such file or folder")
+
+
+# ------------------------------------------------------------------------------------------------ pictures
+def photo_overlay(image: np.ndarray, people, faces: np.ndarray, img_res: int, opacity: float = 0.8) -> np.ndarray:
+    """(H, W, 3) uint8: every person's mesh (``PersonMesh``) drawn on the photo, nearer people in front.
+
+    Each mesh is projected by its crop camera and mapped into the photo (``metrics.protocols.vertices_in_image``);
+    depths are put on one scale (a person's depth over its box side), so people occlude each other in order."""
+    from body.camera import FOCAL_LENGTH, weak_perspective_to_translation
+    from body.raster import rasterize
+    from body.render import overlay, shade
+    from callbacks.overlays import MESH_COLOUR
+    from metrics.protocols import vertices_in_image
+
+    photo = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255.0
+    if not people:
+        return image.copy()
+    screens, cams, all_faces = [], [], []
+    faces_t = torch.from_numpy(np.asarray(faces)).long()
+    for k, person in enumerate(people):
+        vertices = torch.from_numpy(person.vertices).float()[None]
+        cam = torch.from_numpy(person.camera).float()[None]
+        affine = torch.from_numpy(person.input_to_image).float()[None]
+        screen = vertices_in_image(vertices, cam, affine, img_res, FOCAL_LENGTH)[0]
+        screen[:, 2] = screen[:, 2] * img_res / (200.0 * person.scale)        # one depth scale for everybody
+        screens.append(screen)
+        cams.append(vertices[0] + weak_perspective_to_translation(cam, FOCAL_LENGTH, img_res)[0])
+        all_faces.append(faces_t + k * vertices.shape[1])
+    screen, verts_cam, faces_all = torch.cat(screens)[None], torch.cat(cams)[None], torch.cat(all_faces)
+    frags = rasterize(screen, faces_all, (image.shape[0], image.shape[1]))
+    colours = torch.tensor(MESH_COLOUR).expand(verts_cam.shape[1], 3)
+    rgb, alpha = shade(frags, faces_all, verts_cam, colours)
+    out = overlay(photo, rgb, alpha, opacity)[0].permute(1, 2, 0)
+    return (out.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def mesh_view(vertices: np.ndarray, faces: np.ndarray, yaw_deg: float, size: int = VIEW_SIZE) -> np.ndarray:
+    """(size, size, 3) uint8: the camera-frame mesh alone on white, turned by ``yaw_deg`` about its vertical axis."""
+    from body.raster import rasterize
+    from body.render import overlay, screen_coordinates, shade
+    from callbacks.overlays import MESH_COLOUR, SIDE_DISTANCE, SIDE_FIELD, side_view
+
+    turned = side_view(torch.from_numpy(vertices).float()[None], yaw_deg)
+    faces_t = torch.from_numpy(np.asarray(faces)).long()
+    frags = rasterize(screen_coordinates(turned, size, focal=size * SIDE_DISTANCE / SIDE_FIELD), faces_t, (size, size))
+    rgb, alpha = shade(frags, faces_t, turned, torch.tensor(MESH_COLOUR).expand(turned.shape[1], 3))
+    out = overlay(torch.ones(1, 3, size, size), rgb, alpha, opacity=1.0)[0].permute(1, 2, 0)
+    return (out.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+# ------------------------------------------------------------------------------------------------ files
+def write_obj(path: Path, vertices: np.ndarray, faces: np.ndarray) -> Path:
+    """A Wavefront OBJ: one ``v x y z`` line per vertex (metres, camera frame), one ``f a b c`` per face (1-based)."""
+    lines = [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in np.asarray(vertices, np.float64)]
+    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in np.asarray(faces, np.int64)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def person_record(person, image: Path, index: int, image_size: tuple[int, int]) -> dict:
+    """The JSON of one person (module docstring)."""
+    return {
+        "image": str(image), "person": index, "image_size": list(image_size),
+        "box": {"center": [float(v) for v in person.center], "scale": person.scale,
+                "side_px": 200.0 * person.scale},
+        "smpl": {"pose": [float(v) for v in person.pose], "betas": [float(v) for v in person.betas],
+                 "pose_convention": "axis-angle, global orientation first, camera frame (x right, y down, z forward)"},
+        "camera_crop": {"weak_perspective": [float(v) for v in person.camera],
+                        "convention": "(s, tx, ty): focal 5000 px at the network input's side, principal point "
+                                      "at the crop centre (body/camera.py)"},
+        "camera_full_image": {"translation": [float(v) for v in person.camera_translation],
+                              "focal_length": person.focal_length,
+                              "principal_point": [image_size[0] / 2.0, image_size[1] / 2.0]},
+        "joints_2d": None if person.joints is None else np.asarray(person.joints, np.float64).round(3).tolist(),
+        "joints_3d": np.asarray(person.joints_3d, np.float64).round(6).tolist(),
+    }
+
+
+def write_outputs(out: Path, image_path: Path, image: np.ndarray, people, faces: np.ndarray, img_res: int) -> list[Path]:
+    """Every file of one image (module docstring); returns their paths."""
+    from body.render import save_png
+
+    stem, size = image_path.stem, (image.shape[1], image.shape[0])
+    written = [save_png(out / f"{stem}_overlay.png", photo_overlay(image, people, faces, img_res))]
+    for k, person in enumerate(people):
+        written.append(write_obj(out / f"{stem}_{k}.obj", person.vertices, faces))
+        if person.vertices_smpl is not None:
+            written.append(write_obj(out / f"{stem}_{k}_smpl.obj", person.vertices_smpl, faces))
+        written.append(save_png(out / f"{stem}_{k}_front.png", mesh_view(person.vertices, faces, 0.0)))
+        written.append(save_png(out / f"{stem}_{k}_side.png", mesh_view(person.vertices, faces, 90.0)))
+        record = out / f"{stem}_{k}.json"
+        record.write_text(json.dumps(person_record(person, image_path, k, size), indent=1))
+        written.append(record)
+    return written
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(sys.argv[1:] if argv is None else list(argv))
+    from datamodules.convert.crop import ImageReadError, load_rgb
+    from datamodules.people import people_in
+    from lightning_modules.predictor import Predictor
+
+    paths = image_paths(args.input)
+    predictor = Predictor.from_checkpoint(args.ckpt, args.device, args.batch_size, args.model)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    faces = predictor.faces
+    written: list[Path] = []
+    count = 0
+    from tqdm import tqdm
+
+    chunk = max(1, args.batch_size)
+    for start in tqdm(range(0, len(paths), chunk), desc="demo", unit="batch", disable=not sys.stderr.isatty()):
+        images, people = [], []
+        for path in paths[start:start + chunk]:
+            try:
+                image, _ = load_rgb(str(path))
+            except ImageReadError as err:
+                raise UserError(f"input={path}: {err}") from None
+            images.append(image)
+            people.append(people_in(path, image.shape[1], image.shape[0], need_joints=predictor.needs_joints))
+        for path, image, persons in zip(paths[start:start + chunk], images, predictor.predict_many(images, people)):
+            written += write_outputs(out, path, image, persons, faces, predictor.img_res)
+            count += len(persons)
+    print(f"demo: {count} people in {len(paths)} image(s) -> {out}")
+    return {"images": len(paths), "people": count, "files": [str(p) for p in written]}
+
+
+if __name__ == "__main__":
+    run_cli(main)
