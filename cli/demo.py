@@ -1,6 +1,6 @@
 """``make demo``: a trained model on photos, headless, on CPU or GPU.
 
-    python -m cli.demo ckpt=... input=photo.jpg|folder output=outputs/demo [batch_size=16] [device=cpu]
+    python -m cli.demo ckpt=... input=photo.jpg|folder|video.mp4 output=outputs/demo [batch_size=16] [device=cpu]
 
 Each image's people come from the box and keypoint files next to it (``datamodules.people``: ``<stem>_bbox.json``,
 ``<stem>_openpose.json``, ``<stem>_keypoints.json``; without any, the whole image). BiGraph reads 2D joints from
@@ -13,6 +13,12 @@ across images by :class:`lightning_modules.predictor.Predictor` (the demo adds o
   the body model on its regressed parameters), ``<stem>_<k>_front.png`` and ``<stem>_<k>_side.png`` (the mesh
   alone, from the camera and turned 90 degrees), ``<stem>_<k>.json`` (SMPL parameters, the crop's
   weak-perspective camera, the full photo's camera translation and focal length, the box and the joints).
+
+A video ``<stem>.mp4|mov|avi|mkv|webm`` (decoded and encoded by PyAV, which ships FFmpeg in its wheel) gives
+``<stem>_overlay.mp4`` (every frame with its meshes, at the video's frame rate) and ``<stem>_<frame>.json`` (the
+people of each frame, as above). Its people: ``<stem>_bbox.json`` (the same boxes in every frame), a folder
+``<stem>_openpose/`` of OpenPose's per-frame files (``--write_json`` on a video: frame i is the i-th file in name
+order), else the whole frame; BiGraph needs the folder.
 
 Every picture is drawn by the suite's rasteriser (``body.raster``): no OpenGL, no display.
 """
@@ -30,6 +36,7 @@ from runtime.cli import run_cli
 from runtime.errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 VIEW_SIZE = 512                 # side of the front and side views, pixels
 
 
@@ -67,7 +74,8 @@ def image_paths(source: str | Path) -> list[Path]:
     source = Path(source)
     if source.is_file():
         if source.suffix.lower() not in IMAGE_SUFFIXES:
-            raise UserError(f"input={source}: not an image ({', '.join(IMAGE_SUFFIXES)}); give an image or a folder")
+            raise UserError(f"input={source}: not an image ({', '.join(IMAGE_SUFFIXES)}) or a video "
+                            f"({', '.join(VIDEO_SUFFIXES)}); give an image, a folder of images or a video")
         return [source]
     if source.is_dir():
         found = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -171,22 +179,89 @@ def write_outputs(out: Path, image_path: Path, image: np.ndarray, people, faces:
     return written
 
 
+def video_people(video: Path, width: int, height: int, frames: int, need_joints: bool) -> list[list]:
+    """Each frame's people (module docstring)."""
+    from datamodules.people import read_people_file, whole_image
+
+    folder = video.with_name(video.stem + "_openpose")
+    if folder.is_dir():
+        files = sorted(folder.glob("*.json"))
+        if len(files) < frames:
+            raise UserError(f"{folder}: {len(files)} OpenPose files for {frames} frames of {video}; expected one per frame")
+        return [read_people_file(f) for f in files[:frames]]
+    if need_joints:
+        raise UserError(f"{video}: BiGraph reads 2D joints and found no keypoint folder: expected {folder}/ with "
+                        "OpenPose's per-frame JSON files (BODY_25)")
+    boxes = video.with_name(video.stem + "_bbox.json")
+    people = read_people_file(boxes) if boxes.is_file() else [whole_image(width, height)]
+    return [people] * frames
+
+
+def run_video(path: Path, predictor, out: Path, batch_size: int) -> tuple[int, int, list[Path]]:
+    """(frames, people, files) of one video (module docstring)."""
+    try:
+        import av
+    except ImportError:
+        raise UserError(f"input={path}: videos need PyAV: pip install -e '.[demo]' (make venv installs it)") from None
+
+    try:
+        with av.open(str(path)) as source:
+            stream = source.streams.video[0]
+            rate = stream.average_rate or 25
+            frames = [frame.to_ndarray(format="rgb24") for frame in source.decode(stream)]
+    except (av.FFmpegError, IndexError) as err:
+        raise UserError(f"input={path}: cannot decode it as a video ({type(err).__name__}: {err})") from None
+    if not frames:
+        raise UserError(f"input={path}: the video has no frames")
+    height, width = frames[0].shape[:2]
+    people = video_people(path, width, height, len(frames), predictor.needs_joints)
+    target = out / f"{path.stem}_overlay.mp4"
+    written, count = [target], 0
+    from tqdm import tqdm
+
+    with av.open(str(target), "w") as sink:
+        encoder = sink.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=rate)
+        encoder.width, encoder.height, encoder.pix_fmt = width - width % 2, height - height % 2, "yuv420p"
+        for start in tqdm(range(0, len(frames), batch_size), desc="demo", unit="batch", disable=not sys.stderr.isatty()):
+            chunk = frames[start:start + batch_size]
+            results = predictor.predict_many(chunk, people[start:start + batch_size])
+            for i, (frame, persons) in enumerate(zip(chunk, results), start=start):
+                drawn = photo_overlay(frame, persons, predictor.faces, predictor.img_res)
+                for packet in encoder.encode(av.VideoFrame.from_ndarray(
+                        np.ascontiguousarray(drawn[:encoder.height, :encoder.width]), format="rgb24")):
+                    sink.mux(packet)
+                record = out / f"{path.stem}_{i:06d}.json"
+                record.write_text(json.dumps([person_record(p, path, k, (width, height)) | {"frame": i}
+                                              for k, p in enumerate(persons)], indent=1))
+                written.append(record)
+                count += len(persons)
+        for packet in encoder.encode():
+            sink.mux(packet)
+    return len(frames), count, written
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(sys.argv[1:] if argv is None else list(argv))
     from datamodules.convert.crop import ImageReadError, load_rgb
     from datamodules.people import people_in
     from lightning_modules.predictor import Predictor
 
-    paths = image_paths(args.input)
+    source = Path(args.input)
+    video = source.is_file() and source.suffix.lower() in VIDEO_SUFFIXES
+    paths = [source] if video else image_paths(source)
     predictor = Predictor.from_checkpoint(args.ckpt, args.device, args.batch_size, args.model)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
+    chunk = max(1, args.batch_size)
+    if video:
+        frames, count, written = run_video(source, predictor, out, chunk)
+        print(f"demo: {count} people in {frames} frame(s) of {source} -> {out}")
+        return {"frames": frames, "people": count, "files": [str(p) for p in written]}
     faces = predictor.faces
-    written: list[Path] = []
+    written = []
     count = 0
     from tqdm import tqdm
 
-    chunk = max(1, args.batch_size)
     for start in tqdm(range(0, len(paths), chunk), desc="demo", unit="batch", disable=not sys.stderr.isatty()):
         images, people = [], []
         for path in paths[start:start + chunk]:

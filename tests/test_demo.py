@@ -173,3 +173,51 @@ def test_boxes_follow_spin_and_graphcmr(tmp_path):
     assert np.allclose(whole.center, [320, 240]) and whole.scale == 3.2
     with pytest.raises(UserError, match="c_openpose.json"):
         people_in(tmp_path / "c.png", 640, 480, need_joints=True)
+
+
+def _write_video(path: Path, frames: list[np.ndarray], rate: int = 10) -> None:
+    import av
+
+    with av.open(str(path), "w") as sink:
+        stream = sink.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                sink.mux(packet)
+        for packet in stream.encode():
+            sink.mux(packet)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["pymaf", "bigraph"])
+def test_the_demo_on_a_video_writes_an_overlay_video_and_a_json_per_frame(photos, checkpoints, tmp_path, model):
+    av = pytest.importorskip("av")
+    photo = np.asarray(Image.open(photos / "astronaut.png").convert("RGB").resize((256, 256)))
+    frames = [np.roll(photo, 8 * i, axis=1) for i in range(5)]          # the person moves right
+    video = tmp_path / "walk.mp4"
+    _write_video(video, frames)
+    if model == "bigraph":                                              # OpenPose's per-frame files
+        folder = tmp_path / "walk_openpose"
+        folder.mkdir()
+        for i in range(5):
+            points = {j: (x / 2 + 8 * i, y / 2) for j, (x, y) in ASTRONAUT_OPENPOSE.items()}
+            (folder / f"walk_{i:012d}_keypoints.json").write_text(json.dumps(_openpose_json(points)))
+    else:
+        (tmp_path / "walk_bbox.json").write_text(json.dumps({"bbox": [60, 10, 150, 246]}))
+    out = tmp_path / "out"
+    result = demo.main([f"ckpt={checkpoints[model]}", f"input={video}", f"output={out}", "batch_size=2"])
+    assert result["frames"] == 5 and result["people"] == 5
+    with av.open(str(out / "walk_overlay.mp4")) as drawn:
+        overlay = [f.to_ndarray(format="rgb24") for f in drawn.decode(video=0)]
+    assert len(overlay) == 5 and overlay[0].shape == (256, 256, 3)
+    records = [json.loads((out / f"walk_{i:06d}.json").read_text()) for i in range(5)]
+    assert [r[0]["frame"] for r in records] == list(range(5)) and all(len(r) == 1 for r in records)
+    centers = [r[0]["box"]["center"][0] for r in records]
+    assert model != "bigraph" or np.allclose(np.diff(centers), 8.0)    # each frame's own keypoints
+    for i in (0, 4):                                                    # the mesh is drawn where it projects
+        changed = np.abs(overlay[i].astype(int) - frames[i].astype(int)).sum(-1) > 60
+        vertices = np.array(records[i][0]["joints_3d"])
+        box = _projected_box(vertices, records[i][0], 224)
+        ys, xs = np.nonzero(changed)
+        inside = (xs >= box[0] - 30) & (xs <= box[2] + 30) & (ys >= box[1] - 30) & (ys <= box[3] + 30)
+        assert changed.sum() > 200 and inside.mean() > 0.95
