@@ -40,7 +40,7 @@ SEEDS ?=
 # data.root is passed only when DATA_DIR is given, so that ARGS="data=bigraph_mix" keeps that config's root
 DATA_ROOT = $(if $(filter command line environment,$(origin DATA_DIR)),data.root=$(DATA_DIR))
 
-.PHONY: train eval demo slurm convert-pymaf compare-official-pymaf help venv test test-fast show-body body-model export-body data preview-data show-data data-stats convert bench clean-venv
+.PHONY: train eval demo export slurm convert-pymaf compare-official-pymaf help venv test test-fast show-body body-model export-body data preview-data show-data data-stats convert bench clean-venv
 
 help:
 	@echo "make test          run the whole test suite (slow tests included; as CI does)"
@@ -51,6 +51,7 @@ help:
 	@echo "make train         train MODEL=bigraph|pymaf|hmr on the synthetic data (ARGS='trainer=gpu data=bigraph_mix ...')"
 	@echo "make eval          a checkpoint on evaluation sets: CKPT=... [MODEL=...] [DATA=3dpw,lsp|all] -> each paper's row + JSON"
 	@echo "make demo          a checkpoint on photos: CKPT=... INPUT=photo.jpg|folder [OUTPUT=outputs/demo] -> meshes, overlays, JSON"
+	@echo "make export        a checkpoint's inference graph as ONNX: CKPT=... [MODEL=...] [OUT=model.onnx], checked with ONNX Runtime"
 	@echo "make slurm         an sbatch script for make train: MODEL=... [NODES=1] [GPUS=8|0] [TIME=..] [PARTITION=..] [SUBMIT=1] [ABLATIONS=a,b SEEDS=0,1,2]"
 	@echo "make convert-pymaf official PyMAF checkpoint -> ours: OFFICIAL=PyMAF_model_checkpoint.pt [OUT=...] [ARGS='--body smpl --smpl-dir DIR']"
 	@echo "make compare-official-pymaf  converted weights vs the official forward in float64 (needs PYMAF_OFFICIAL_ROOT)"
@@ -110,6 +111,10 @@ slurm: $(STAMP)
 # make demo CKPT=... INPUT=photo.jpg|folder [OUTPUT=outputs/demo] [ARGS="batch_size=8 device=cuda"]
 demo: $(STAMP)
 	$(PY) -m cli.demo ckpt=$(CKPT) input=$(INPUT) output=$(OUTPUT) $(ARGS)
+
+# make export MODEL=... CKPT=... [OUT=model.onnx]: the inference graph as ONNX, checked with ONNX Runtime
+export: $(STAMP)
+	$(PY) -m cli.export ckpt=$(CKPT) $(if $(OUT),out=$(OUT)) $(if $(filter command line environment,$(origin MODEL)),model=$(MODEL))
 
 # MODEL is checked against the checkpoint only when given on the command line.
 eval: data

@@ -15,6 +15,11 @@ poses the body in full precision. Under CPU bf16 autocast the smplx forward was 
 The ``smplx.SMPL`` instance, the asset set and the hierarchy module are private (``_smpl``, ``_assets``,
 ``_hierarchy``): the rest of the suite uses the public methods and buffers below, and no module outside
 ``body/`` imports smplx (``tests/body/test_boundary.py`` checks both).
+
+Export: smplx walks the kinematic tree by indexing with a tensor, which ``torch.export`` (ONNX export) cannot
+trace. While exporting (``torch.compiler.is_exporting()``), or with ``exportable_forward = True``, a rotation-matrix
+forward poses the body with ``body/skinning.py``'s LBS instead (the same math, the tree as Python ints); a test
+holds the two paths equal (``tests/body/test_skinning.py``).
 """
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ from body.assets import AssetSet, load_asset_set
 from body.hierarchy import MeshHierarchy
 from body.iuv_mesh import load_iuv_mesh
 from body.joints import SPIN49_FROM_BODY_MODEL
-from body.skinning import DownsampledSkinning
+from body.skinning import DownsampledSkinning, skin
 
 def full_precision(module_dtype: torch.dtype, *tensors: torch.Tensor | None):
     """(dtype, tensors cast to it): the wider of ``module_dtype`` and the tensors' floating dtypes, so a
@@ -103,6 +108,8 @@ class BodyModel(torch.nn.Module):
         self.register_buffer("iuv_face_iuv", f32(iuv_mesh.face_iuv()), persistent=False)
         self.register_buffer("iuv_coarse_of_part", long(iuv_mesh.coarse_of_part), persistent=False)
         self._hierarchy = MeshHierarchy(assets.hierarchy)
+        self._parents = tuple(int(p) for p in self._smpl.parents.tolist())
+        self.exportable_forward = False      # module docstring, "Export"
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
@@ -178,16 +185,34 @@ class BodyModel(torch.nn.Module):
         _, (betas, body_pose, global_orient, transl) = full_precision(self._smpl.v_template.dtype, betas, body_pose,
                                                                       global_orient, transl)
         with torch.autocast(betas.device.type, enabled=False):
-            out = self._smpl(betas=betas, body_pose=body_pose, global_orient=global_orient, transl=transl,
-                             pose2rot=not rotmats)
-            extra = torch.einsum("kv,bvd->bkd", self.J_regressor_extra.to(out.vertices.dtype), out.vertices)
-        joints54 = torch.cat([out.joints, extra], dim=1)
+            if rotmats and (self.exportable_forward or torch.compiler.is_exporting()):
+                vertices, joints45 = self._pose_by_skinning(betas, torch.cat([global_orient, body_pose], 1), transl)
+            else:
+                out = self._smpl(betas=betas, body_pose=body_pose, global_orient=global_orient, transl=transl,
+                                 pose2rot=not rotmats)
+                vertices, joints45 = out.vertices, out.joints
+            extra = torch.einsum("kv,bvd->bkd", self.J_regressor_extra.to(vertices.dtype), vertices)
+        joints54 = torch.cat([joints45, extra], dim=1)
         return BodyOutput(
-            vertices=out.vertices,
-            joints=out.joints[:, :24],
+            vertices=vertices,
+            joints=joints45[:, :24],
             joints54=joints54,
             keypoints49=joints54.index_select(1, self.spin49_index),
         )
+
+    def _pose_by_skinning(self, betas: torch.Tensor, rotmats: torch.Tensor,
+                          transl: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """smplx's forward on (B, 24, 3, 3) rotations by ``body.skinning.skin`` (module docstring, "Export"):
+        (B, V, 3) vertices and smplx's (B, 45, 3) joints (24 posed joints, then its selected vertices)."""
+        smpl, dt = self._smpl, betas.dtype
+        regressor = smpl.J_regressor.to(dt)
+        vertices, joints = skin(rotmats, betas, smpl.v_template.to(dt), smpl.shapedirs.to(dt), smpl.posedirs.to(dt),
+                                smpl.lbs_weights.to(dt), regressor @ smpl.v_template.to(dt),
+                                torch.einsum("jv,vkl->jkl", regressor, smpl.shapedirs.to(dt)), self._parents)
+        joints45 = torch.cat([joints, vertices.index_select(1, smpl.vertex_joint_selector.extra_joints_idxs)], dim=1)
+        if transl is not None:
+            vertices, joints45 = vertices + transl[:, None], joints45 + transl[:, None]
+        return vertices, joints45
 
     def _regress(self, regressor: torch.Tensor, vertices: torch.Tensor) -> torch.Tensor:
         dtype, (vertices,) = full_precision(self._smpl.v_template.dtype, vertices)

@@ -24,14 +24,62 @@ non-persistent: they come from the body model, not from checkpoints.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
-from smplx.lbs import batch_rigid_transform
 from torch import Tensor, nn
+
+
+def rigid_transforms(rotmats: Tensor, joints: Tensor, parents: Sequence[int]) -> tuple[Tensor, Tensor]:
+    """The kinematic chain (the math of ``smplx.lbs.batch_rigid_transform``), with the tree as Python ints.
+
+    smplx walks the chain by indexing with its ``parents`` tensor, which ``torch.export`` (and so ONNX export)
+    cannot trace (a data-dependent index); here the tree is fixed when the graph is built.
+
+    Args:
+        rotmats: (B, J, 3, 3) joint rotations relative to the parent, root first.
+        joints: (B, J, 3) rest-pose joint locations.
+        parents: (J,) parent of each joint, -1 (or anything) for the root.
+    Returns:
+        posed joints (B, J, 3), and (B, J, 3, 4) the transforms that carry a rest-pose point attached to each
+        joint to its posed location ([R | t - R j]).
+    """
+    tree = [int(p) for p in parents]
+    rel = torch.cat([joints[:, :1], joints[:, 1:] - joints[:, tree[1:]]], dim=1)                     # (B, J, 3)
+    local = torch.cat([rotmats, rel[..., None]], dim=-1)                                               # (B, J, 3, 4)
+    bottom = torch.zeros_like(local[:, :, :1, :])
+    bottom[..., 3] = 1.0
+    local = torch.cat([local, bottom], dim=-2)                                                         # (B, J, 4, 4)
+    chain = [local[:, 0]]
+    for i in range(1, len(tree)):
+        chain.append(chain[tree[i]] @ local[:, i])
+    world = torch.stack(chain, dim=1)                                                                  # (B, J, 4, 4)
+    posed = world[..., :3, 3]
+    rotation = world[..., :3, :3]
+    shift = posed - torch.einsum("bjrc,bjc->bjr", rotation, joints)
+    return posed, torch.cat([rotation, shift[..., None]], dim=-1)
+
+
+def skin(rotmats: Tensor, betas: Tensor, v_template: Tensor, shapedirs: Tensor, posedirs: Tensor,
+         lbs_weights: Tensor, joints_template: Tensor, joints_shapedirs: Tensor,
+         parents: Sequence[int]) -> tuple[Tensor, Tensor]:
+    """(B, N, 3) posed vertices and (B, 24, 3) posed joints: :func:`skin_vertices`' arguments."""
+    b = rotmats.shape[0]
+    dtype = betas.dtype
+    v_shaped = v_template + torch.einsum("bl,nkl->bnk", betas, shapedirs)
+    joints = joints_template + torch.einsum("bl,jkl->bjk", betas, joints_shapedirs)
+    ident = torch.eye(3, dtype=dtype, device=rotmats.device)
+    pose_feature = (rotmats[:, 1:] - ident).reshape(b, -1)
+    v_posed = v_shaped + (pose_feature @ posedirs).view(b, -1, 3)
+    posed_joints, transforms = rigid_transforms(rotmats, joints, parents)                 # (B, 24, 3, 4)
+    per_vertex = torch.einsum("nj,bjrc->bnrc", lbs_weights, transforms)                   # (B, N, 3, 4)
+    vertices = torch.einsum("bnrc,bnc->bnr", per_vertex[..., :3], v_posed) + per_vertex[..., 3]
+    return vertices, posed_joints
 
 
 def skin_vertices(rotmats: Tensor, betas: Tensor, v_template: Tensor, shapedirs: Tensor, posedirs: Tensor,
                   lbs_weights: Tensor, joints_template: Tensor, joints_shapedirs: Tensor,
-                  parents: Tensor) -> Tensor:
+                  parents: Sequence[int]) -> Tensor:
     """LBS of N vertices with a precomputed joint regression (the math of ``smplx.lbs.lbs``).
 
     Args:
@@ -40,20 +88,12 @@ def skin_vertices(rotmats: Tensor, betas: Tensor, v_template: Tensor, shapedirs:
         v_template: (N, 3); shapedirs: (N, 3, K); posedirs: (207, N * 3); lbs_weights: (N, 24).
         joints_template: (24, 3) = J_regressor @ full v_template.
         joints_shapedirs: (24, 3, K) = J_regressor applied to the full shapedirs.
-        parents: (24,) kinematic tree (-1 root).
+        parents: (24,) kinematic tree (-1 root), Python ints or a tensor.
     Returns:
         (B, N, 3) posed vertices (no translation).
     """
-    b = rotmats.shape[0]
-    dtype = betas.dtype
-    v_shaped = v_template + torch.einsum("bl,nkl->bnk", betas, shapedirs)
-    joints = joints_template + torch.einsum("bl,jkl->bjk", betas, joints_shapedirs)
-    ident = torch.eye(3, dtype=dtype, device=rotmats.device)
-    pose_feature = (rotmats[:, 1:] - ident).reshape(b, -1)
-    v_posed = v_shaped + (pose_feature @ posedirs).view(b, -1, 3)
-    _, transforms = batch_rigid_transform(rotmats, joints, parents, dtype=dtype)    # (B, 24, 4, 4)
-    per_vertex = torch.einsum("nj,bjrc->bnrc", lbs_weights, transforms)              # (B, N, 4, 4)
-    return torch.einsum("bnrc,bnc->bnr", per_vertex[..., :3, :3], v_posed) + per_vertex[..., :3, 3]
+    return skin(rotmats, betas, v_template, shapedirs, posedirs, lbs_weights, joints_template, joints_shapedirs,
+                parents)[0]
 
 
 class DownsampledSkinning(nn.Module):
@@ -83,7 +123,6 @@ class DownsampledSkinning(nn.Module):
             "shapedirs": smpl.shapedirs[idx],
             "posedirs": smpl.posedirs.view(p, n_full, 3)[:, idx].reshape(p, -1),
             "lbs_weights": smpl.lbs_weights[idx],
-            "parents": smpl.parents,
             # sources of the joint regression, (24, S), (S, 3), (S, 3, K)
             "regressor_columns": smpl.J_regressor[:, support],
             "regressor_v_template": smpl.v_template[support],
@@ -94,6 +133,7 @@ class DownsampledSkinning(nn.Module):
         self.register_buffer("joints_template", torch.empty(0), persistent=False)
         self.register_buffer("joints_shapedirs", torch.empty(0), persistent=False)
         self._regress_joints()
+        self.parents = tuple(int(p) for p in smpl.parents.tolist())   # the tree as ints (rigid_transforms)
         self.level = level
 
     @torch.no_grad()

@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> dict:
         out.write_text(json.dumps(summary, indent=2) + "\n")
         print(json.dumps(summary, indent=2))
         print(f"wrote {out}")
+    from runtime.ranks import close_process_group
+
+    close_process_group()
     return summary
 
 

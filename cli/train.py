@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
     from callbacks.registry import build_callbacks
     from datamodules.mixed import MixedDataModule
     from lightning_modules.registry import build_module, load_weights
+    from runtime.ranks import close_process_group
 
     pl.seed_everything(int(cfg.seed), workers=True)
     run_dir = Path(cfg.out_dir) / run_name(cfg)
@@ -158,6 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
         finish_logger(logger)
         if leader:
             print(f"stopped by a signal after step {trainer.global_step}; run the same command to resume", flush=True)
+        close_process_group()
         raise SystemExit(143) from None
     finish_logger(logger)
     metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
@@ -173,6 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
     if leader:
         print(json.dumps(summary, indent=2))
         print(summary_line(summary, trainer.global_step, time.perf_counter() - started, module), flush=True)
+    close_process_group()
     return summary
 
 

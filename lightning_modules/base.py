@@ -153,7 +153,8 @@ class MeshRecoveryModule(pl.LightningModule):
             return self.net(image)
         joints = self.roi_joints(batch)
         missing = None if self.training else self.roi_joints.missing(batch)
-        if missing is None or not bool(missing.any()):
+        # Exporting: always the masked form (whether a joint is missing is data, which an exported graph cannot branch on).
+        if missing is None or (not torch.compiler.is_exporting() and not bool(missing.any())):
             return self.net(image, joints)
         return self.net(image, joints, missing)
 

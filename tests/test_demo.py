@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cli import demo, train
+from cli import demo
 from datamodules.people import Person, people_in, read_people_file
 from lightning_modules.predictor import Predictor
 from runtime.errors import UserError
@@ -40,21 +40,6 @@ def photos(tmp_path_factory) -> Path:
     (folder / "astronaut_openpose.json").write_text(json.dumps(_openpose_json(ASTRONAUT_OPENPOSE)))
     (folder / "astronaut_bbox.json").write_text(json.dumps({"bbox": [110, 20, 300, 492]}))
     return folder
-
-
-@pytest.fixture(scope="module")
-def checkpoints(synthetic_5_per_set, tmp_path_factory) -> dict[str, str]:
-    """A briefly trained checkpoint of each model (two steps of make train)."""
-    out = tmp_path_factory.mktemp("demo_runs")
-    made = {}
-    for model in ("hmr", "pymaf", "bigraph"):
-        extra = ["model.net.width=0.125"] if model == "bigraph" else []
-        summary = train.main([f"model={model}", "model.backbone.width=8", *extra, f"data.root={synthetic_5_per_set}",
-                              "data.batch_size=2", "data.num_workers=0", "data.train.epoch_samples=4",
-                              "trainer.max_epochs=1", "trainer.limit_val_batches=0", "logger=none",
-                              "callbacks=[checkpoint]", f"out_dir={out}"])
-        made[model] = summary["last_checkpoint"]
-    return made
 
 
 def _read_obj(path: Path) -> tuple[np.ndarray, np.ndarray]:

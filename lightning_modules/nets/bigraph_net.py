@@ -51,7 +51,7 @@ from lightning_modules.nets.bigraph_parts import (
     FUSION_MODES, CameraHead, CoordinateHead, FusionAdjacency, FusionBlock, MeshInput, SkeletonInput,
     normalized_template, skeleton_adjacency,
 )
-from lightning_modules.nets.graph import GraphResBlock, add_into, graph_matmul
+from lightning_modules.nets.graph import GraphResBlock, add_into, gather_matmul, graph_matmul, neighbour_table
 from lightning_modules.nets.smpl_regressor import ROTATIONS, SMPLParamRegressor
 from lightning_modules.prediction import Estimate, Prediction
 
@@ -250,8 +250,11 @@ class BiGraphNet(nn.Module):
                                                  cfg.scaled(cfg.smpl_hidden), cfg.smpl_blocks, cfg.rotation)
         self.upsample_shape = None if tpl.upsample is None else tuple(tpl.upsample.shape)
         if tpl.upsample is not None:   # dense index/value buffers: DDP cannot broadcast sparse buffers
-            self.register_buffer("upsample_indices", tpl.upsample.indices(), persistent=False)
-            self.register_buffer("upsample_values", tpl.upsample.values(), persistent=False)
+            self.register_buffer("upsample_indices", tpl.upsample.indices().clone(), persistent=False)
+            self.register_buffer("upsample_values", tpl.upsample.values().clone(), persistent=False)
+            neighbours, weights = neighbour_table(tpl.upsample.indices(), tpl.upsample.values(), self.upsample_shape[0])
+            self.register_buffer("upsample_neighbours", neighbours, persistent=False)   # the export path (nets/graph.py)
+            self.register_buffer("upsample_weights", weights, persistent=False)
 
         self.skeleton_input = self.skeleton_blocks = self.skeleton_reduce = None
         self.joint_head = self.fusion_adjacency = None
@@ -280,6 +283,8 @@ class BiGraphNet(nn.Module):
         """Graph-level to full-mesh vertices: (B, N_m, 3) -> (B, V, 3) (identity at mesh level 0)."""
         if self.upsample_shape is None:
             return vertices
+        if torch.compiler.is_exporting():
+            return gather_matmul(self.upsample_neighbours, self.upsample_weights, vertices.transpose(1, 2)).transpose(1, 2)
         u = torch.sparse_coo_tensor(self.upsample_indices, self.upsample_values, self.upsample_shape,
                                     is_coalesced=True, check_invariants=False)
         return graph_matmul(u, vertices.transpose(1, 2)).transpose(1, 2)

@@ -31,6 +31,11 @@ differentiable with respect to the features (the adjoint is the bilinear scatter
 does) and runs on any device. Like torchvision, no gradient flows to the boxes: they are detached.
 (K, 5) rois are padded to the largest per-image count. In float32 the sample coordinates carry float32
 rounding (~1e-7 relative), as torchvision's float32 kernel does.
+
+Export. The adaptive sample count is data (the largest box's), which an exported graph cannot size a tensor by:
+while exporting (``torch.compiler.is_exporting()``) the samples per bin are capped at those of a box twice the
+feature map's side. Every smaller box is sampled exactly as in eager mode (BiGraph's boxes, bone-length squares
+around joints of the crop, are far smaller); a larger one would average fewer samples.
 """
 from __future__ import annotations
 
@@ -92,6 +97,11 @@ def _axis_weights(coords: Tensor, exists: Tensor, length: int, per_bin: Tensor) 
     return weights / per_bin.clamp_min(1.0)[..., None, None]
 
 
+def _export_grid_bound(length: int, bins: int) -> int:
+    """The samples per bin an exported graph allows along an axis: those of a box twice the feature map."""
+    return max(1, -(-2 * length // bins))
+
+
 def _roi_align_images(features: Tensor, boxes: Tensor, output_size: tuple[int, int],
                       spatial_scale: float, sampling_ratio: int, aligned: bool) -> Tensor:
     """RoI Align of per-image boxes: features (B, C, H, W), boxes (B, N, 4) -> (B, N, C, PH, PW)."""
@@ -110,8 +120,12 @@ def _roi_align_images(features: Tensor, boxes: Tensor, output_size: tuple[int, i
     else:
         grid_x = torch.nan_to_num(torch.ceil(size[..., 0] / pw), nan=0.0)      # NaN box: no samples
         grid_y = torch.nan_to_num(torch.ceil(size[..., 1] / ph), nan=0.0)
-        max_gx = max(int(grid_x.max()), 1) if n else 1                         # host sync (adaptive only)
-        max_gy = max(int(grid_y.max()), 1) if n else 1
+        if torch.compiler.is_exporting():   # module docstring, "Export": a fixed bound, no host sync
+            max_gx, max_gy = _export_grid_bound(width, pw), _export_grid_bound(height, ph)
+            grid_x, grid_y = grid_x.clamp(max=max_gx), grid_y.clamp(max=max_gy)
+        else:
+            max_gx = max(int(grid_x.max()), 1) if n else 1                     # host sync (adaptive only)
+            max_gy = max(int(grid_y.max()), 1) if n else 1
     xs, x_exists = _axis_samples(start[..., 0], size[..., 0], pw, grid_x, max_gx)   # (B, N, PW, gx)
     ys, y_exists = _axis_samples(start[..., 1], size[..., 1], ph, grid_y, max_gy)   # (B, N, PH, gy)
     rx = _axis_weights(xs, x_exists, width, grid_x)                            # (B, N, PW, W)

@@ -82,7 +82,23 @@ def test_conversions_follow_the_module(body_model):
     assert not torch.equal(sub.joints_template, template32.double())
     sub.to(torch.float32)
     assert sub.joints_template.dtype == torch.float32 and torch.equal(sub.joints_template, template32)
-    assert sub.parents.dtype == sub.vertex_index.dtype == torch.long
+    assert sub.vertex_index.dtype == torch.long and all(isinstance(p, int) for p in sub.parents)   # a fixed tree
+
+
+def test_the_kinematic_chain_equals_smplx(body_model):
+    """rigid_transforms (the tree as ints, exportable) against smplx's batch_rigid_transform (the tree a tensor)."""
+    from smplx.lbs import batch_rigid_transform
+
+    from body.rotations import axis_angle_to_rotmat
+    from body.skinning import rigid_transforms
+
+    g = torch.Generator().manual_seed(0)
+    rotmats = axis_angle_to_rotmat(0.6 * torch.randn(3, 24, 3, generator=g, dtype=torch.float64))
+    joints = torch.randn(3, 24, 3, generator=g, dtype=torch.float64)
+    parents = body_model.downsampled_skinning(2).parents
+    posed, transforms = rigid_transforms(rotmats, joints, parents)
+    want_posed, want = batch_rigid_transform(rotmats, joints, torch.tensor(parents), dtype=torch.float64)
+    assert torch.allclose(posed, want_posed, atol=1e-12) and torch.allclose(transforms, want[..., :3, :], atol=1e-12)
 
 
 def test_downsampled_skinning_keeps_no_state_and_checks_shapes(body_model):
@@ -94,3 +110,24 @@ def test_downsampled_skinning_keeps_no_state_and_checks_shapes(body_model):
     for level in (0, 3):
         with pytest.raises(ValueError):
             body_model.downsampled_skinning(level)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-6)])
+def test_the_exportable_forward_equals_smplx(body_model, dtype, tol):
+    """BodyModel's export path (body/skinning.py's LBS, the tree as ints) against its smplx forward."""
+    from body.rotations import axis_angle_to_rotmat
+
+    model = body_model.to(dtype)
+    g = torch.Generator().manual_seed(1)
+    rotmats = axis_angle_to_rotmat(0.5 * torch.randn(4, 24, 3, generator=g, dtype=torch.float64)).to(dtype)
+    betas = torch.randn(4, 10, generator=g, dtype=torch.float64).to(dtype)
+    transl = torch.randn(4, 3, generator=g, dtype=torch.float64).to(dtype)
+    try:
+        want = model(betas, rotmats[:, 1:], rotmats[:, :1], transl)
+        model.exportable_forward = True
+        got = model(betas, rotmats[:, 1:], rotmats[:, :1], transl)
+    finally:
+        model.exportable_forward = False
+        model.float()
+    for name in ("vertices", "joints", "joints54", "keypoints49"):
+        assert (getattr(got, name) - getattr(want, name)).abs().max() < tol, name

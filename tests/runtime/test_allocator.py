@@ -103,7 +103,7 @@ def test_make_train_entry_point_runs_under_the_policy(tmp_path):
 def test_every_make_target_that_runs_python_applies_the_policy():
     """``make -n`` of the targets that train, evaluate, test or benchmark: each Python command either goes
     through ``runtime.launch`` or is an entry point whose ``run_cli`` applies the policy."""
-    out = subprocess.run(["make", "-n", "-W", "pyproject.toml", "train", "eval", "demo", "test", "test-fast", "bench",
+    out = subprocess.run(["make", "-n", "-W", "pyproject.toml", "train", "eval", "demo", "export", "test", "test-fast", "bench",
                           "data", "show-data", "data-stats"], cwd=ROOT, capture_output=True, text=True, check=True)
     commands = [line for line in out.stdout.splitlines()
                 if "bin/python" in line and "-m pip" not in line and "-m venv" not in line]
