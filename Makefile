@@ -143,6 +143,7 @@ bench: $(STAMP) data
 	$(RUN) scripts/bench_loader.py --out bench/results/loader.json
 	$(RUN) scripts/bench_synthetic.py --out bench/results/synthetic.json
 	$(RUN) scripts/bench_models.py --out bench/results/models.json
+	$(RUN) scripts/bench_onnx.py --out bench/results/onnx.json
 	$(RUN) scripts/bench_train_step.py --out bench/results/train_step.json
 
 clean-venv:

@@ -62,7 +62,7 @@ class InferenceGraph(nn.Module):
 
 def export_onnx(module: nn.Module, path: str | Path) -> Path:
     """Write ``module``'s inference graph to ``path`` (ONNX, dynamic batch); returns the path."""
-    graph = InferenceGraph(module).float()
+    graph = InferenceGraph(module).float().eval()
     batch = torch.export.Dim.DYNAMIC
     shapes = {name: {0: batch} for name in graph.input_names}
     path = Path(path)
@@ -75,14 +75,19 @@ def export_onnx(module: nn.Module, path: str | Path) -> Path:
 
 class OnnxModel:
     """An exported graph in ONNX Runtime (CPU unless ``providers`` says otherwise): ``model(img[, joints])`` ->
-    {output name: array}."""
+    {output name: array}. ``spinning=False`` lets the session's threads sleep between runs (ONNX Runtime keeps
+    them spinning by default, which takes the cores from anything else running in between, e.g. a benchmark's
+    other contenders)."""
 
-    def __init__(self, path: str | Path, threads: int | None = None, providers: Sequence[str] | None = None):
+    def __init__(self, path: str | Path, threads: int | None = None, providers: Sequence[str] | None = None,
+                 spinning: bool = True):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = int(threads)
+        if not spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=list(providers or ["CPUExecutionProvider"]))
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
