@@ -69,7 +69,8 @@ def export_onnx(module: nn.Module, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         torch.onnx.export(graph, graph.example_inputs(2), str(path), dynamo=True, input_names=graph.input_names,
-                          output_names=graph.output_names, dynamic_shapes=shapes, report=False, verbose=False)
+                          output_names=graph.output_names, dynamic_shapes=shapes, report=False, verbose=False,
+                          external_data=False)   # one self-contained file (the 2 GB protobuf limit is far)
     return path
 
 

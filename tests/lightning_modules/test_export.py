@@ -45,6 +45,7 @@ def test_onnx_runtime_gives_torchs_numbers(checkpoints, tmp_path, model):
     from lightning_modules.registry import load_module
 
     result = export.main([f"ckpt={checkpoints[model]}", f"out={tmp_path / 'model.onnx'}", f"model={model}"])
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]      # one self-contained file
     graph = InferenceGraph(load_module(checkpoints[model]))
     session = OnnxModel(result["onnx"])
     assert session.input_names == graph.input_names and session.output_names == graph.output_names
