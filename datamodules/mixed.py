@@ -168,6 +168,10 @@ class MixedDataModule(pl.LightningDataModule):
         urls = expand_shards(str(src["shards"]), self.root, f"data.eval.{name}")
         if name not in self._eval_counts:
             self._eval_counts[name] = shard_sample_counts(urls)
+        samples = sum(self._eval_counts[name])
+        if samples < world:   # a process without a sample would have no batch (Lightning: "zero length")
+            raise UserError(f"evaluation set {name!r} has {samples} sample(s) for {world} processes, and every process "
+                            "needs at least one: evaluate it on fewer processes (trainer.devices=...) or leave it out")
         return EvalStream(name, urls, self._eval_counts[name], self.eval_batch_size, self.img_res, rank, world)
 
     def detections_status(self, name: str) -> bool:

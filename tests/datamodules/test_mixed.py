@@ -235,3 +235,12 @@ def test_config_errors_name_the_problem(tmp_path):
         MixedDataModule({"worker_start": "thread"})
     with pytest.raises(UserError, match="unknown evaluation set 'x'"):
         MixedDataModule(data_cfg(tmp_path)).eval_stream("x")
+
+
+def test_an_evaluation_set_smaller_than_the_process_count_stops_in_one_line(data_root):
+    """7 LSP evaluation samples on 8 processes: one would have no batch; the error says so, not Lightning's."""
+    dm = MixedDataModule(data_cfg(data_root), rank=0, world_size=8)
+    with pytest.raises(UserError) as err:
+        dm.eval_dataloader("lsp")
+    assert "7 sample(s) for 8 processes" in str(err.value) and "\n" not in str(err.value)
+    assert len(list(MixedDataModule(data_cfg(data_root), rank=6, world_size=7).eval_dataloader("lsp"))) == 1
