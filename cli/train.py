@@ -120,7 +120,6 @@ def main(argv: list[str] | None = None) -> dict:
     from callbacks.registry import build_callbacks
     from datamodules.mixed import MixedDataModule
     from lightning_modules.registry import build_module, load_weights
-    from lightning_modules.checkpoints import trusted
     from runtime.ranks import close_process_group
 
     pl.seed_everything(int(cfg.seed), workers=True)
@@ -155,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
     from pytorch_lightning.utilities.exceptions import SIGTERMException
     started = time.perf_counter()
     try:
-        trainer.fit(module, datamodule=data, ckpt_path=ckpt, weights_only=(not trusted()) if ckpt else None)
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt, weights_only=True if ckpt else None)
     except SIGTERMException:   # callbacks.preemption saved the state; 128 + SIGTERM, as a killed process
         finish_logger(logger)
         if leader:

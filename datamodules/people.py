@@ -83,27 +83,14 @@ def _read(path: Path):
         raise UserError(f"{path}: cannot read it as JSON ({type(err).__name__}: {err})") from None
 
 
-def _openpose_people(data, path: Path) -> list[Person]:
+def _keypoint_people(entries, field: str, count: int, to_bigraph: list[int], path: Path, fix: str) -> list[Person]:
+    """The people of a keypoint file's entries: each entry's ``field`` holds ``count`` (x, y, confidence) rows."""
     people = []
-    for entry in data.get("people", []):
-        flat = np.asarray(entry.get("pose_keypoints_2d", []) if isinstance(entry, dict) else [], dtype=np.float64)
-        if flat.size != 75:
-            raise UserError(f"{path}: pose_keypoints_2d has {flat.size} numbers; only BODY_25 (75 numbers) is "
-                            "read: run OpenPose with --model_pose BODY_25")
-        person = keypoint_person(flat.reshape(25, 3), OPENPOSE25_TO_BIGRAPH12, str(path))
-        if person is not None:
-            people.append(person)
-    return people
-
-
-def _coco_people(data, path: Path) -> list[Person]:
-    people = []
-    for entry in data:
-        flat = np.asarray(entry.get("keypoints", []) if isinstance(entry, dict) else [], dtype=np.float64)
-        if flat.size != 51:
-            raise UserError(f"{path}: an entry's keypoints has {flat.size} numbers; COCO-format results have 51 "
-                            "(17 keypoints x (x, y, score))")
-        person = keypoint_person(flat.reshape(17, 3), COCO17_TO_BIGRAPH12, str(path))
+    for entry in entries:
+        flat = np.asarray(entry.get(field, []) if isinstance(entry, dict) else [], dtype=np.float64)
+        if flat.size != 3 * count:
+            raise UserError(f"{path}: {field} has {flat.size} numbers, not {3 * count}; {fix}")
+        person = keypoint_person(flat.reshape(count, 3), to_bigraph, str(path))
         if person is not None:
             people.append(person)
     return people
@@ -114,9 +101,11 @@ def read_people_file(path: str | Path) -> list[Person]:
     path = Path(path)
     data = _read(path)
     if isinstance(data, dict) and "people" in data:
-        return _openpose_people(data, path)
+        return _keypoint_people(data["people"], "pose_keypoints_2d", 25, OPENPOSE25_TO_BIGRAPH12, path,
+                                "only BODY_25 is read: run OpenPose with --model_pose BODY_25")
     if isinstance(data, list) and all(isinstance(d, dict) and "keypoints" in d for d in data):
-        return _coco_people(data, path)
+        return _keypoint_people(data, "keypoints", 17, COCO17_TO_BIGRAPH12, path,
+                                "COCO-format results hold 17 keypoints x (x, y, score)")
     if isinstance(data, dict) and ("bbox" in data or "bboxes" in data):
         boxes = data.get("bboxes", data.get("bbox"))
         boxes = [boxes] if boxes and not isinstance(boxes[0], (list, tuple)) else boxes

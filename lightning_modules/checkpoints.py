@@ -6,14 +6,11 @@ accepts tensors and plain containers (dicts, lists, tuples, strings, numbers, No
 else before it runs. The suite's own checkpoints hold only such data: ``MeshRecoveryModule`` saves its
 configs as plain containers (``save_hyperparameters`` of the dicts ``OmegaConf.to_container`` returns), and
 Lightning's loop, optimiser and callback states are plain too. A file that needs more is refused in one line.
-
-The explicit trust switch: ``MESHREC_TRUST_CHECKPOINTS=1`` in the environment makes every loader unpickle
-checkpoints fully (``weights_only=False``), for a file from a source the user trusts that holds more than plain
-data; each such load says so. Nothing else turns it on.
+There is no switch to unpickle fully: a file that holds more than plain data must be re-saved as weights by
+whoever trusts it.
 """
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 from typing import Any, Mapping
@@ -23,12 +20,6 @@ import torch
 from runtime.errors import UserError
 
 HINT = "a checkpoint of make train, e.g. outputs/runs/bigraph-synthetic-s0/checkpoints/last.ckpt"
-TRUST_VARIABLE = "MESHREC_TRUST_CHECKPOINTS"
-
-
-def trusted() -> bool:
-    """Whether the user turned on full unpickling of checkpoints (module docstring)."""
-    return os.environ.get(TRUST_VARIABLE, "") == "1"
 
 
 def plain_data(value: Any, where: str = "hyper-parameters") -> Any:
@@ -61,15 +52,12 @@ def read_checkpoint(path: str | Path, what: str = "ckpt") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{what}={path}: no such file ({HINT})")
-    if trusted():
-        print(f"note: {what}={path} is unpickled fully ({TRUST_VARIABLE}=1): it can run code", flush=True)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=not trusted())
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"{what}={path}: refused, it holds more than tensors and plain containers and could run "
-                        f"code when loaded ({first[:160]}); only weights-only checkpoints are read ({TRUST_VARIABLE}=1 "
-                        "loads it anyway, running whatever it holds: only for a file you trust)") from None
+                        f"code when loaded ({first[:160]}); only weights-only checkpoints are read") from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise UserError(f"{what}={path}: not a readable checkpoint ({type(err).__name__}: "
                         f"{str(err).strip().splitlines()[0][:160] if str(err).strip() else ''}); expected {HINT}") from None

@@ -33,9 +33,7 @@ from datamodules.convert.keypoints import keypoints_to_crop
 from datamodules.people import Person
 from datamodules.sample import Sample, person_crop_affine
 from datamodules.schema import CROP_CONTEXT, CROP_SIZE
-from datamodules.streams import collate
-
-_DROPPED = ("vertices", "transl", "mask_original", "silhouette_original")
+from datamodules.streams import EVAL_ONLY_KEYS, collate
 
 
 @dataclass
@@ -116,7 +114,7 @@ class Predictor:
                               crop_to_image=affine, crop_context=CROP_CONTEXT, bigraph_joints_2d=joints,
                               center=np.asarray(person.center, np.float32), scale=float(person.scale))
         item = prepare_sample(sample, AugmentParams(), self.img_res)
-        return {k: v for k, v in item.items() if k not in _DROPPED}
+        return {k: v for k, v in item.items() if k not in EVAL_ONLY_KEYS}
 
     @torch.no_grad()
     def _run(self, items: list[dict]) -> dict[str, torch.Tensor]:
