@@ -16,6 +16,9 @@ Boxes follow SPIN's and GraphCMR's demos: a box file's square has the side of th
 it; keypoints give the square around the keypoints with confidence above 0.2, centred at their mean, 1.2 x the
 longer side of their extent; with no file, the whole image as a centred square. A box is ``center`` (x, y) and
 ``scale`` (side / 200), the convention of SPIN's files (``datamodules.sample.person_crop_affine``).
+Differences from SPIN's ``demo.py``: it reads only ``people[0]`` (here every person: several per photo); its
+whole-image centre is ``width // 2`` (here ``width / 2``, continuous pixels as the suite's convention); a person
+here needs two confident keypoints to make a box.
 
 Keypoint files also give BiGraph's 12 detected joints (``body.joints``' BiGraph-12 order, the converters'
 mapping of ``datamodules.convert.detections``), in image pixels with the detector's confidence.
