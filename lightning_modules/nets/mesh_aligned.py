@@ -58,9 +58,35 @@ def sample_points(feature: Tensor, points: Tensor) -> Tensor:
         raise ValueError(f"feature must have shape (B, C, H, W), got {tuple(feature.shape)}")
     if points.dim() != 3 or points.shape[-1] != 2 or points.shape[0] != feature.shape[0]:
         raise ValueError(f"points must have shape (B, N, 2) with B = {feature.shape[0]}, got {tuple(points.shape)}")
+    if torch.compiler.is_exporting():
+        return gather_bilinear(feature, points.to(feature.dtype))
     out = F.grid_sample(feature, points.to(feature.dtype).unsqueeze(2), mode="bilinear",
                         padding_mode="zeros", align_corners=True)       # (B, C, N, 1)
     return out[..., 0].transpose(1, 2)
+
+
+def gather_bilinear(feature: Tensor, points: Tensor) -> Tensor:
+    """``sample_points`` (align_corners=True, zeros outside) as row gathers of the channels-last map: the four
+    neighbouring pixels' feature rows, weighted and summed. Same numbers as ``grid_sample``; used while
+    exporting to ONNX, where ONNX Runtime's GridSample (plus the transposes around it) took 5 ms of PyMAF's
+    batch-1 head for 1,300 points and four rows each take microseconds.
+
+    Args: feature (B, C, H, W); points (B, N, 2) normalised (x, y). Returns (B, N, C).
+    """
+    b, c, h, w = feature.shape
+    rows = feature.permute(0, 2, 3, 1).reshape(b * h * w, c)               # pixel (n, y, x) -> row n H W + y W + x
+    x = (points[..., 0] + 1.0) * (0.5 * (w - 1))
+    y = (points[..., 1] + 1.0) * (0.5 * (h - 1))
+    x0, y0 = torch.floor(x), torch.floor(y)
+    first = (torch.arange(b, device=feature.device) * (h * w))[:, None]
+    out = feature.new_zeros(b, points.shape[1], c)
+    for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
+        xi, yi = x0 + dx, y0 + dy
+        weight = (1.0 - (x - xi).abs()) * (1.0 - (y - yi).abs())
+        inside = (xi >= 0) & (xi <= w - 1) & (yi >= 0) & (yi <= h - 1)
+        index = first + (yi.clamp(0, h - 1) * w + xi.clamp(0, w - 1)).long()
+        out = out + rows[index.reshape(-1)].reshape(b, -1, c) * (weight * inside)[..., None]
+    return out
 
 
 def flatten_channel_major(x: Tensor) -> Tensor:
