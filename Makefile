@@ -23,9 +23,11 @@ MODEL ?= bigraph
 # make eval: the checkpoint (default: the last one of `make train MODEL=...` on the synthetic data) and the
 # evaluation sets of the data config (comma-separated names, or all)
 CKPT ?= outputs/runs/$(MODEL)-synthetic-s0/checkpoints/last.ckpt
-# make demo: an image or a folder of images, and where the meshes and pictures go
+# make demo: an image, a folder of images or a video, where the meshes and pictures go, and the network's
+# backend (torch, or onnx: ONNX Runtime, faster on CPU)
 INPUT ?=
 OUTPUT ?= outputs/demo
+BACKEND ?=
 DATA ?= all
 # make slurm: the job's shape (configs/slurm.yaml has the defaults); SUBMIT=1 also submits it
 NODES ?=
@@ -50,7 +52,7 @@ help:
 	@echo "make export-body   write SMPL_NEUTRAL.pkl, mesh_downsampling.npz, SPIN files -> outputs/open_smpl/"
 	@echo "make train         train MODEL=bigraph|pymaf|hmr on the synthetic data (ARGS='trainer=gpu data=bigraph_mix ...')"
 	@echo "make eval          a checkpoint on evaluation sets: CKPT=... [MODEL=...] [DATA=3dpw,lsp|all] -> each paper's row + JSON"
-	@echo "make demo          a checkpoint on photos: CKPT=... INPUT=photo.jpg|folder [OUTPUT=outputs/demo] -> meshes, overlays, JSON"
+	@echo "make demo          a checkpoint on photos or a video: CKPT=... INPUT=photo.jpg|folder|video.mp4 [OUTPUT=...] [BACKEND=onnx] -> meshes, overlays, JSON"
 	@echo "make export        a checkpoint's inference graph as ONNX: CKPT=... [MODEL=...] [OUT=model.onnx], checked with ONNX Runtime"
 	@echo "make slurm         an sbatch script for make train: MODEL=... [NODES=1] [GPUS=8|0] [TIME=..] [PARTITION=..] [SUBMIT=1] [ABLATIONS=a,b SEEDS=0,1,2]"
 	@echo "make convert-pymaf official PyMAF checkpoint -> ours: OFFICIAL=PyMAF_model_checkpoint.pt [OUT=...] [ARGS='--body smpl --smpl-dir DIR']"
@@ -108,9 +110,9 @@ slurm: $(STAMP)
 		$(if $(filter 1 true yes,$(SUBMIT)),submit=true) $(if $(ABLATIONS),'ablations=[$(ABLATIONS)]') \
 		$(if $(SEEDS),'seeds=[$(SEEDS)]') $(DATA_ROOT) $(ARGS)
 
-# make demo CKPT=... INPUT=photo.jpg|folder [OUTPUT=outputs/demo] [ARGS="batch_size=8 device=cuda"]
+# make demo CKPT=... INPUT=photo.jpg|folder|video.mp4 [OUTPUT=outputs/demo] [BACKEND=torch|onnx] [ARGS="batch_size=8 device=cuda"]
 demo: $(STAMP)
-	$(PY) -m cli.demo ckpt=$(CKPT) input=$(INPUT) output=$(OUTPUT) $(ARGS)
+	$(PY) -m cli.demo ckpt=$(CKPT) input=$(INPUT) output=$(OUTPUT) $(if $(BACKEND),backend=$(BACKEND)) $(ARGS)
 
 # make export MODEL=... CKPT=... [OUT=model.onnx]: the inference graph as ONNX, checked with ONNX Runtime
 export: $(STAMP)

@@ -1,6 +1,10 @@
 """``make demo``: a trained model on photos, headless, on CPU or GPU.
 
     python -m cli.demo ckpt=... input=photo.jpg|folder|video.mp4 output=outputs/demo [batch_size=16] [device=cpu]
+                       [backend=torch|onnx] [onnx=<ckpt>.onnx]
+
+``backend=onnx`` runs the network in ONNX Runtime (exported to ``onnx``, by default next to the checkpoint, on
+first use; ``lightning_modules.predictor``): same numbers within 1e-4, faster on CPU.
 
 Each image's people come from the box and keypoint files next to it (``datamodules.people``: ``<stem>_bbox.json``,
 ``<stem>_openpose.json``, ``<stem>_keypoints.json``; without any, the whole image). BiGraph reads 2D joints from
@@ -48,6 +52,8 @@ class DemoArgs:
     batch_size: int = 16
     device: str = "cpu"
     model: str | None = None
+    backend: str = "torch"
+    onnx: str | None = None
 
 
 def parse_args(argv: list[str]) -> DemoArgs:
@@ -249,7 +255,7 @@ def main(argv: list[str] | None = None) -> dict:
     source = Path(args.input)
     video = source.is_file() and source.suffix.lower() in VIDEO_SUFFIXES
     paths = [source] if video else image_paths(source)
-    predictor = Predictor.from_checkpoint(args.ckpt, args.device, args.batch_size, args.model)
+    predictor = Predictor.from_checkpoint(args.ckpt, args.device, args.batch_size, args.model, args.backend, args.onnx)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     chunk = max(1, args.batch_size)

@@ -6,6 +6,11 @@
     people = predictor.predict(image, [Person(center=np.array([256.0, 256.0]), scale=2.2)])   # image: (H, W, 3) uint8 RGB
     people[0].vertices, people[0].pose, people[0].camera_translation
 
+Two backends run the network: ``backend="torch"`` (the eager module, CPU or CUDA) and ``backend="onnx"``
+(ONNX Runtime on the checkpoint's exported inference graph, ``lightning_modules.export``; on CPU about 1.5-3x
+faster than eager torch, BENCHMARKS.md). The ONNX graph is written next to the checkpoint as ``<ckpt>.onnx``
+(what ``make export`` writes) on first use and reused while it is newer than the checkpoint.
+
 Each person goes through the evaluation sets' own path: the SPIN box is cut into a stored crop
 (``datamodules.convert.crop``: box-averaged, then resampled) and resampled into the network input without
 augmentation (``datamodules.augment.prepare_sample``), so a photo reaches the network as a converted
@@ -21,6 +26,7 @@ t = (tx + 2 (cx - W / 2) / (s b), ty + 2 (cy - H / 2) / (s b), 2 * 5000 / (R s))
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -34,6 +40,9 @@ from datamodules.people import Person
 from datamodules.sample import Sample, person_crop_affine
 from datamodules.schema import CROP_CONTEXT, CROP_SIZE
 from datamodules.streams import EVAL_ONLY_KEYS, collate
+from runtime.errors import UserError
+
+BACKENDS = ("torch", "onnx")
 
 
 @dataclass
@@ -79,22 +88,72 @@ def full_image_camera(cam: np.ndarray, center: np.ndarray, scale: float, image_s
     return t, FOCAL_LENGTH * box / img_res
 
 
-class Predictor:
-    """A trained module (``lightning_modules.registry.load_module``) on photos, in batches of ``batch_size``."""
+def exported_graph(module, ckpt: str | Path, target: str | Path | None = None) -> Path:
+    """The ONNX file of ``module``'s inference graph (``target``, default ``<ckpt>.onnx``): exported when missing or
+    older than the checkpoint, else reused."""
+    from lightning_modules.export import export_onnx
 
-    def __init__(self, module, device: str | torch.device = "cpu", batch_size: int = 16):
-        self.module = module.eval().to(device)
+    ckpt = Path(ckpt)
+    target = Path(target) if target else ckpt.with_suffix(".onnx")
+    if target.is_file() and target.stat().st_mtime >= ckpt.stat().st_mtime:
+        return target
+    try:
+        return export_onnx(module, target)
+    except PermissionError:
+        raise UserError(f"backend=onnx: cannot write the exported graph to {target}; pass onnx=PATH "
+                        "(a writable file) or export it first (make export CKPT=... OUT=PATH)") from None
+
+
+def onnx_providers(device: str | torch.device) -> list[str]:
+    """ONNX Runtime's execution providers for a torch device name; a one-line error when CUDA is asked for and the
+    installed onnxruntime has none."""
+    import onnxruntime as ort
+
+    if torch.device(device).type == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise UserError(f"backend=onnx device={device}: this onnxruntime runs on CPU only "
+                        f"({', '.join(ort.get_available_providers())}); use device=cpu, backend=torch, or install "
+                        "onnxruntime-gpu")
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+class Predictor:
+    """A trained module (``lightning_modules.registry.load_module``) on photos, in batches of ``batch_size``; the
+    network runs in the module itself or, given ``onnx`` (an ``OnnxModel`` of the module's exported graph), in
+    ONNX Runtime. The module gives the body's faces and the input size either way."""
+
+    def __init__(self, module, device: str | torch.device = "cpu", batch_size: int = 16, onnx=None):
+        self.module = module.eval().to("cpu" if onnx is not None else device)
         self.device = torch.device(device)
         self.batch_size = int(batch_size)
         self.img_res = int(module.img_res)
+        self.onnx = onnx
 
     @classmethod
     def from_checkpoint(cls, path: str, device: str | torch.device = "cpu", batch_size: int = 16,
-                        model: str | None = None) -> "Predictor":
-        """Load a ``make train`` checkpoint (or a converted official one) weights-only."""
+                        model: str | None = None, backend: str = "torch",
+                        onnx_path: str | Path | None = None) -> "Predictor":
+        """Load a ``make train`` checkpoint (or a converted official one) weights-only; ``backend`` is one of
+        ``BACKENDS`` (module docstring), ``onnx_path`` where the ONNX backend's graph lives (default ``<ckpt>.onnx``)."""
         from lightning_modules.registry import load_module
 
-        return cls(load_module(path, model), device, batch_size)
+        if backend not in BACKENDS:
+            raise UserError(f"backend={backend!r} is not one of {', '.join(BACKENDS)}")
+        module = load_module(path, model)
+        if backend == "torch":
+            return cls(module, device, batch_size)
+        try:
+            import onnxruntime  # noqa: F401
+            import onnxscript  # noqa: F401
+        except ImportError:
+            raise UserError("backend=onnx needs onnxscript and onnxruntime: pip install -e '.[export]' "
+                            "(make venv installs them)") from None
+        from lightning_modules.export import OnnxModel
+
+        providers = onnx_providers(device)
+        return cls(module, device, batch_size, onnx=OnnxModel(exported_graph(module, path, onnx_path),
+                                                              providers=providers))
 
     @property
     def needs_joints(self) -> bool:
@@ -118,7 +177,12 @@ class Predictor:
 
     @torch.no_grad()
     def _run(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        """The network on a list of ``network_input`` items: {vertices, joints_3d, pose_rotmat, betas, cam[,
+        vertices_smpl]} (B, ...) float32 CPU tensors."""
         batch = collate(items, [])
+        if self.onnx is not None:
+            joints = batch["bigraph_joints_2d"].numpy() if self.needs_joints else None
+            return {k: torch.from_numpy(v) for k, v in self.onnx(batch["img"].numpy(), joints).items()}
         batch = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         prediction = self.module(batch)
         final = self.module.decoder.final(prediction)

@@ -206,3 +206,38 @@ def test_the_demo_on_a_video_writes_an_overlay_video_and_a_json_per_frame(photos
         ys, xs = np.nonzero(changed)
         inside = (xs >= box[0] - 30) & (xs <= box[2] + 30) & (ys >= box[1] - 30) & (ys <= box[3] + 30)
         assert changed.sum() > 200 and inside.mean() > 0.95
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["pymaf", "bigraph"])
+def test_the_onnx_backend_gives_the_torch_backends_numbers(photos, checkpoints, tmp_path, model):
+    """backend=onnx exports the graph next to the checkpoint once, reuses it, and gives torch's results (1e-4)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    ckpt = tmp_path / "run" / "last.ckpt"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(Path(checkpoints[model]).read_bytes())
+    image = np.asarray(Image.open(photos / "astronaut.png").convert("RGB"))
+    people = people_in(photos / "astronaut.png", 512, 512, need_joints=True)
+    people = people + [Person(np.array([200.0, 230.0]), 1.8, people[0].joints)]          # a batch of two
+    onnx = Predictor.from_checkpoint(str(ckpt), batch_size=2, backend="onnx")
+    assert onnx.onnx is not None and (tmp_path / "run" / "last.onnx").is_file()
+    on_torch = Predictor.from_checkpoint(str(ckpt), batch_size=2)
+    torch_results = on_torch.predict(image, people)
+    for got, want in zip(onnx.predict(image, people), torch_results, strict=True):
+        for name in ("vertices", "joints_3d", "pose_rotmat", "betas", "camera", "camera_translation"):
+            assert np.abs(getattr(got, name) - getattr(want, name)).max() <= 1e-4, name
+        assert (got.vertices_smpl is None) == (model == "pymaf")
+        assert got.vertices_smpl is None or np.abs(got.vertices_smpl - want.vertices_smpl).max() <= 1e-4
+    stamp = (tmp_path / "run" / "last.onnx").stat().st_mtime_ns
+    out = tmp_path / "out"
+    demo.main([f"ckpt={ckpt}", f"input={photos}", f"output={out}", "backend=onnx"])
+    assert (tmp_path / "run" / "last.onnx").stat().st_mtime_ns == stamp          # reused, not exported again
+    vertices, _ = _read_obj(out / "astronaut_0.obj")
+    demo_people = people_in(photos / "astronaut.png", 512, 512, need_joints=model == "bigraph")  # PyMAF: the box
+    assert np.abs(vertices - on_torch.predict(image, demo_people)[0].vertices).max() <= 1e-4
+
+
+def test_a_bad_backend_names_the_valid_ones(checkpoints):
+    with pytest.raises(UserError, match="torch, onnx"):
+        Predictor.from_checkpoint(checkpoints["pymaf"], backend="tensorrt")
