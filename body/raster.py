@@ -294,18 +294,20 @@ def interpolate_vertex_attributes(fragments: Fragments, faces: Tensor, vert_attr
         vert_attrs = vert_attrs.to(fragments.bary.dtype)
     p2f = fragments.pix_to_face
     B, H, W = p2f.shape
-    faces = faces.to(device=p2f.device, dtype=torch.long)
-    mask = p2f >= 0
-    vidx = faces[p2f.clamp(min=0)]  # (B, H, W, 3)
-    if vert_attrs.dim() == 2:
-        vals = vert_attrs[vidx]  # (B, H, W, 3, C)
-    elif vert_attrs.dim() == 3:
-        if vert_attrs.shape[0] != B:
-            raise ValueError(f"vert_attrs batch {vert_attrs.shape[0]} != fragments batch {B}")
-        V = vert_attrs.shape[1]
-        offs = (torch.arange(B, device=p2f.device) * V).view(B, 1, 1, 1)
-        vals = vert_attrs.reshape(B * V, -1)[vidx + offs]
-    else:
+    if vert_attrs.dim() not in (2, 3):
         raise ValueError(f"vert_attrs must be (V, C) or (B, V, C), got {tuple(vert_attrs.shape)}")
-    out = (fragments.bary.to(vals.dtype)[..., None] * vals).sum(-2)
-    return torch.where(mask[..., None], out, torch.zeros((), dtype=out.dtype, device=out.device))
+    if vert_attrs.dim() == 3 and vert_attrs.shape[0] != B:
+        raise ValueError(f"vert_attrs batch {vert_attrs.shape[0]} != fragments batch {B}")
+    # Only the covered pixels are interpolated (a body covers about a tenth of a picture; interpolating every
+    # pixel and masking took most of the shading time), then scattered into a zero map.
+    fg = (p2f.reshape(-1) >= 0).nonzero().squeeze(1)                          # (N,) flat pixel index
+    vidx = faces.to(device=p2f.device, dtype=torch.long)[p2f.reshape(-1)[fg]]   # (N, 3)
+    if vert_attrs.dim() == 2:
+        vals = vert_attrs[vidx]                                                 # (N, 3, C)
+    else:
+        V = vert_attrs.shape[1]
+        vals = vert_attrs.reshape(B * V, -1)[vidx + (torch.div(fg, H * W, rounding_mode="floor") * V)[:, None]]
+    bary = fragments.bary.reshape(-1, 3)[fg]
+    out = (bary.to(vals.dtype)[..., None] * vals).sum(-2)                      # (N, C)
+    full = torch.zeros(B * H * W, out.shape[-1], dtype=out.dtype, device=out.device).index_put((fg,), out)
+    return full.view(B, H, W, -1)

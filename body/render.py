@@ -263,13 +263,14 @@ def label_image(img: np.ndarray, text: str, at: tuple[int, int] = (6, 4)) -> np.
     return np.asarray(pil)
 
 
-def save_png(path: str | Path, x: Tensor | np.ndarray) -> Path:
+def save_png(path: str | Path, x: Tensor | np.ndarray, compress_level: int = 6) -> Path:
     """Write a picture: x is a (3, H, W) float tensor in [0, 1] or an (H, W, 3) uint8 array. Parent folders
-    are created. Returns the path."""
+    are created. ``compress_level`` is zlib's (0-9, PIL's default 6; 1 writes a photo 3-4x faster, about a
+    third larger; lossless either way). Returns the path."""
     from PIL import Image
 
     arr = to_uint8_image(x) if isinstance(x, Tensor) else np.asarray(x, dtype=np.uint8)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(path)
+    Image.fromarray(arr).save(path, compress_level=int(compress_level))
     return path

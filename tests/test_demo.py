@@ -86,6 +86,14 @@ def test_the_demo_on_a_photo_writes_every_output_and_draws_the_mesh_where_it_pro
     assert np.allclose(record["box"]["center"], source_box)
 
 
+def test_outputs_keeps_only_the_files_it_names_and_a_bad_name_lists_the_choices(photos, checkpoints, tmp_path):
+    out = tmp_path / "out"
+    demo.main([f"ckpt={checkpoints['pymaf']}", f"input={photos}", f"output={out}", "outputs=json,obj"])
+    assert sorted(p.name for p in out.iterdir()) == ["astronaut_0.json", "astronaut_0.obj"]
+    with pytest.raises(UserError, match="overlay, obj, views, json"):
+        demo.parse_args(["ckpt=a", "input=b", "outputs=json,mesh"])
+
+
 def test_the_predictor_gives_the_demos_numbers(photos, checkpoints, tmp_path):
     out = tmp_path / "out"
     demo.main([f"ckpt={checkpoints['bigraph']}", f"input={photos / 'astronaut.png'}", f"output={out}"])
