@@ -24,7 +24,7 @@ MODEL ?= bigraph
 # evaluation sets of the data config (comma-separated names, or all)
 CKPT ?= outputs/runs/$(MODEL)-synthetic-s0/checkpoints/last.ckpt
 # make demo: an image, a folder of images or a video, where the meshes and pictures go, and the network's
-# backend (torch, or onnx: ONNX Runtime, faster on CPU)
+# backend (torch, or onnx: ONNX Runtime, faster on CPU for HMR and PyMAF; BENCHMARKS.md)
 INPUT ?=
 OUTPUT ?= outputs/demo
 BACKEND ?=
@@ -146,6 +146,8 @@ bench: $(STAMP) data
 	$(RUN) scripts/bench_synthetic.py --out bench/results/synthetic.json
 	$(RUN) scripts/bench_models.py --out bench/results/models.json
 	$(RUN) scripts/bench_onnx.py --out bench/results/onnx.json
+	$(RUN) scripts/bench_demo.py --out bench/results/demo.json
+	$(RUN) scripts/bench_demo.py --out bench/results/demo_json_obj.json --outputs json,obj
 	$(RUN) scripts/bench_train_step.py --out bench/results/train_step.json
 
 clean-venv:

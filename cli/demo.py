@@ -4,7 +4,8 @@
                        [backend=torch|onnx] [onnx=<ckpt>.onnx] [outputs=overlay,obj,views,json]
 
 ``backend=onnx`` runs the network in ONNX Runtime (exported to ``onnx``, by default next to the checkpoint, on
-first use; ``lightning_modules.predictor``): same numbers within 1e-4, faster on CPU.
+first use; ``lightning_modules.predictor``): same numbers within 1e-4, faster on CPU for HMR and PyMAF (not
+BiGraph: BENCHMARKS.md).
 
 Each image's people come from the box and keypoint files next to it (``datamodules.people``: ``<stem>_bbox.json``,
 ``<stem>_openpose.json``, ``<stem>_keypoints.json``; without any, the whole image). BiGraph reads 2D joints from
@@ -30,6 +31,7 @@ OpenGL, no display.
 """
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from dataclasses import dataclass
@@ -152,12 +154,19 @@ def mesh_views(vertices: np.ndarray, faces: np.ndarray, yaws_deg: tuple[float, .
 
 
 # ------------------------------------------------------------------------------------------------ files
+@functools.lru_cache(maxsize=4)
+def _face_lines(faces: bytes) -> str:
+    """The ``f a b c`` lines (1-based) of an (F, 3) int64 face array given as bytes: the same for every mesh of a
+    model, so formatted once (they took two thirds of an OBJ's time)."""
+    rows = (np.frombuffer(faces, np.int64).reshape(-1, 3) + 1).tolist()
+    return "".join(["f %d %d %d\n" % tuple(f) for f in rows])
+
+
 def write_obj(path: Path, vertices: np.ndarray, faces: np.ndarray) -> Path:
     """A Wavefront OBJ: one ``v x y z`` line per vertex (metres, camera frame), one ``f a b c`` per face (1-based).
-    (``%`` on Python floats and ints: formatting numpy scalars one by one took 4x as long.)"""
-    lines = ["v %.6f %.6f %.6f" % tuple(v) for v in np.asarray(vertices, np.float64).tolist()]
-    lines += ["f %d %d %d" % tuple(f) for f in (np.asarray(faces, np.int64) + 1).tolist()]
-    path.write_text("\n".join(lines) + "\n")
+    (``%`` on Python floats: formatting numpy scalars one by one took 4x as long.)"""
+    lines = "".join(["v %.6f %.6f %.6f\n" % tuple(v) for v in np.asarray(vertices, np.float64).tolist()])
+    path.write_text(lines + _face_lines(np.ascontiguousarray(faces, np.int64).tobytes()))
     return path
 
 

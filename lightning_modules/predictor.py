@@ -7,8 +7,9 @@
     people[0].vertices, people[0].pose, people[0].camera_translation
 
 Two backends run the network: ``backend="torch"`` (the eager module, CPU or CUDA) and ``backend="onnx"``
-(ONNX Runtime on the checkpoint's exported inference graph, ``lightning_modules.export``; on CPU about 1.5-3x
-faster than eager torch, BENCHMARKS.md). The ONNX graph is written next to the checkpoint as ``<ckpt>.onnx``
+(ONNX Runtime on the checkpoint's exported inference graph, ``lightning_modules.export``; on CPU 1.2-1.4x faster
+than eager torch for HMR and PyMAF, 0.8x for BiGraph, whose graph layers lose torch's sparse products:
+BENCHMARKS.md). The ONNX graph is written next to the checkpoint as ``<ckpt>.onnx``
 (what ``make export`` writes) on first use and reused while it is newer than the checkpoint.
 
 Each person goes through the evaluation sets' own path: the SPIN box is cut into a stored crop
@@ -151,9 +152,10 @@ class Predictor:
                             "(make venv installs them)") from None
         from lightning_modules.export import OnnxModel
 
-        providers = onnx_providers(device)
-        return cls(module, device, batch_size, onnx=OnnxModel(exported_graph(module, path, onnx_path),
-                                                              providers=providers))
+        # Threads that sleep between runs: spinning ones would take the cores from the cropping and drawing
+        # that a caller (make demo) does between batches.
+        session = OnnxModel(exported_graph(module, path, onnx_path), providers=onnx_providers(device), spinning=False)
+        return cls(module, device, batch_size, onnx=session)
 
     @property
     def needs_joints(self) -> bool:

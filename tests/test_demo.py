@@ -61,11 +61,26 @@ def _projected_box(vertices: np.ndarray, record: dict, img_res: int) -> np.ndarr
     return np.concatenate([photo.min(0), photo.max(0)])
 
 
+def _untrained(ckpt: str, folder: Path) -> str:
+    """A checkpoint of the same model, freshly initialised (as train would start it), in make train's format."""
+    from lightning_modules.registry import build_module
+
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True)
+    hparams = saved["hyper_parameters"]
+    torch.manual_seed(0)
+    module = build_module(hparams["model"], hparams.get("body") or {"name": "open"}, [], int(hparams.get("img_res", 224)))
+    path = folder / "untrained.ckpt"
+    torch.save({"hyper_parameters": hparams, "state_dict": module.state_dict()}, path)
+    return str(path)
+
+
+@pytest.mark.parametrize("trained", [True, False], ids=["trained", "untrained"])
 @pytest.mark.parametrize("model", ["pymaf", "bigraph"])
 def test_the_demo_on_a_photo_writes_every_output_and_draws_the_mesh_where_it_projects(photos, checkpoints, tmp_path,
-                                                                                       model):
+                                                                                       model, trained):
     out = tmp_path / "out"
-    result = demo.main([f"ckpt={checkpoints[model]}", f"input={photos}", f"output={out}"])
+    ckpt = checkpoints[model] if trained else _untrained(checkpoints[model], tmp_path)
+    result = demo.main([f"ckpt={ckpt}", f"input={photos}", f"output={out}"])
     assert result["images"] == 1 and result["people"] == 1
     expected = ["astronaut_overlay.png", "astronaut_0.obj", "astronaut_0_front.png", "astronaut_0_side.png",
                 "astronaut_0.json"] + (["astronaut_0_smpl.obj"] if model == "bigraph" else [])
