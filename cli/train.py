@@ -99,9 +99,13 @@ def summary_line(summary: dict, steps: int, seconds: float, module) -> str:
     from callbacks.progress import format_duration
     from callbacks.registry import checkpoint_monitor
 
+    from lightning_modules.mean_pose import mean_pose_counterpart
+
     monitor, _ = checkpoint_monitor(module)
     value = summary["validation"].get(monitor) if monitor else None
+    baseline = mean_pose_counterpart(monitor, summary.get("mean_pose") or {}) if monitor else None
     metric = f"; {monitor} {value:.4g}" if value is not None else ""
+    metric += f" (mean pose {baseline:.4g})" if value is not None and baseline is not None else ""
     last = summary["last_checkpoint"] or "no checkpoint"
     return f"done: {summary['run_dir']} at step {steps} after {format_duration(seconds)}{metric}; last: {last}"
 
@@ -163,6 +167,10 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(143) from None
     finish_logger(logger)
     metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    # The mean-pose baseline on the same validation batches (lightning_modules/mean_pose.py), on every process.
+    from lightning_modules.mean_pose import mean_pose_rows
+
+    mean_pose = mean_pose_rows(module, data.val_dataloader(), list(trainer.num_val_batches or [])) if metrics else {}
     made = callbacks.get("checkpoint", [])
     monitored = [c for c in made if getattr(c, "monitor", None)]
     last = run_dir / "checkpoints" / "last.ckpt"
@@ -171,7 +179,8 @@ def main(argv: list[str] | None = None) -> dict:
                "best_checkpoint": monitored[0].best_model_path if monitored else "",
                "skipped_samples": data.skipped.count,
                "allocator": allocator.active_policy(),
-               "validation": metrics}
+               "validation": metrics,
+               "mean_pose": {f"val/{name}/{k}": v for name, row in mean_pose.items() for k, v in row.items()}}
     if leader:
         print(json.dumps(summary, indent=2))
         print(summary_line(summary, trainer.global_step, time.perf_counter() - started, module), flush=True)

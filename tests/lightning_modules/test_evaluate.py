@@ -190,6 +190,16 @@ def test_make_eval_equals_the_validation_of_make_train(trained_run, tiny_data_mo
     assert from_eval == pytest.approx(from_training, abs=1e-4)
 
 
+def test_make_train_reports_the_mean_pose_baseline_on_the_same_samples(trained_run):
+    """The summary's mean-pose row equals PyMAF's own M0 (its regressors start from Theta_0, a buffer that
+    training does not move) on the 3D sets: two paths to the same numbers."""
+    baseline, validation = trained_run["mean_pose"], trained_run["validation"]
+    for name in ("3dpw", "h36m"):                       # (UP-3D's row has MPVE only)
+        for metric in ("mpjpe", "pa_mpjpe"):
+            assert baseline[f"val/{name}/{metric}"] == pytest.approx(validation[f"val/{name}/{metric}_M0"], abs=1e-3)
+    assert baseline["val/3dpw/mpjpe"] > 0 and {"val/3dpw/pve", "val/up3d/mpve", "val/lsp/parts_f1"} <= set(baseline)
+
+
 def test_make_eval_writes_every_papers_row(trained_checkpoint, tiny_data_module, tmp_path, capsys):
     out = tmp_path / "eval.json"
     summary = evaluate.main([f"ckpt={trained_checkpoint}", "model=pymaf", f"data.root={tiny_data_module.root}",

@@ -41,4 +41,5 @@ def test_two_process_training(synthetic_5_per_set, tmp_path, model):
     validated = [r for r in rows if r.get("val/3dpw/mpjpe") or r.get("val/3dpw/mpjpe_np")]
     assert len(validated) == EPOCHS
     assert done.stdout.count(f"new run {run_dir}") == 1 and done.stdout.count('"run_dir"') == 1   # rank 0 prints
+    assert done.stdout.count("(mean pose ") == 1                          # the baseline, over both ranks
     assert not list(run_dir.glob(".config.yaml.*")) and (run_dir / "config.yaml").is_file()
