@@ -28,17 +28,12 @@ def main(argv: list[str] | None = None) -> dict:
         args[key] = value
     if not args.get("ckpt"):
         raise UserError("make export: ckpt= is required (make export MODEL=... CKPT=...)")
-    try:
-        import onnxruntime  # noqa: F401
-        import onnxscript  # noqa: F401
-    except ImportError:
-        raise UserError("make export needs onnxscript and onnxruntime: pip install -e '.[export]' "
-                        "(make venv installs them)") from None
-    from lightning_modules.export import InferenceGraph, OnnxModel, export_onnx
+    from lightning_modules.export import InferenceGraph, OnnxModel, default_onnx_path, export_onnx, require_onnx
     from lightning_modules.registry import load_module
 
+    require_onnx("make export")
     module = load_module(args["ckpt"], args.get("model") or None)
-    out = Path(args.get("out") or Path(args["ckpt"]).with_suffix(".onnx"))
+    out = Path(args.get("out") or default_onnx_path(args["ckpt"]))
     export_onnx(module, out)
     graph = InferenceGraph(module)
     inputs = graph.example_inputs(2)

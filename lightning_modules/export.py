@@ -25,6 +25,23 @@ from torch import Tensor, nn
 OUTPUTS: tuple[str, ...] = ("vertices", "joints_3d", "pose_rotmat", "betas", "cam")
 
 
+def require_onnx(command: str) -> None:
+    """A one-line error naming the extra to install when onnxscript (export) or onnxruntime (running) is missing."""
+    try:
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        from runtime.errors import UserError
+
+        raise UserError(f"{command} needs onnxscript and onnxruntime: pip install -e '.[export]' "
+                        "(make venv installs them)") from None
+
+
+def default_onnx_path(ckpt: str | Path) -> Path:
+    """Where a checkpoint's graph goes unless told otherwise (``make export``, the predictor's ONNX backend)."""
+    return Path(ckpt).with_suffix(".onnx")
+
+
 class InferenceGraph(nn.Module):
     """The module's inference as one graph (module docstring)."""
 

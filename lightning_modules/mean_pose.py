@@ -17,13 +17,6 @@ from lightning_modules.nets.regressor import mean_theta_from_body, theta_to_esti
 from lightning_modules.prediction import Prediction
 
 
-def mean_pose_prediction(body, batch_size: int, device: torch.device | str = "cpu") -> Prediction:
-    """Theta_0 for every sample of a batch: a ``Prediction`` with one estimate (pose_rotmat (B, 24, 3, 3), betas
-    (B, 10), cam (B, 3))."""
-    theta = mean_theta_from_body(body).to(device)
-    return Prediction(iterations=[theta_to_estimate(theta.unsqueeze(0).expand(int(batch_size), -1))])
-
-
 @torch.no_grad()
 def mean_pose_rows(module, loaders: Sequence[Iterable], batches: Sequence[int]) -> dict[str, dict[str, float]]:
     """``{set: {metric: value}}`` of the mean-pose baseline on ``module``'s evaluation sets: the first
@@ -32,6 +25,7 @@ def mean_pose_rows(module, loaders: Sequence[Iterable], batches: Sequence[int]) 
     metrics sum over processes, as validation's do)."""
     rows: dict[str, dict[str, float]] = {}
     device = next(module.parameters()).device
+    theta = mean_theta_from_body(module.decoder.body).to(device)[None]          # (1, 157) Theta_0
     for name, evaluator, loader, count in zip(module.eval_sets, module.evaluators, loaders, batches):
         limit = None if count == float("inf") else int(count)
         if limit is not None and limit <= 0:
@@ -43,7 +37,8 @@ def mean_pose_rows(module, loaders: Sequence[Iterable], batches: Sequence[int]) 
             if "img" not in batch:                      # a batch of only skipped samples
                 continue
             batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-            metrics.update(batch, mean_pose_prediction(module.decoder.body, batch["img"].shape[0], device))
+            estimate = theta_to_estimate(theta.expand(batch["img"].shape[0], -1))
+            metrics.update(batch, Prediction(iterations=[estimate]))
         rows[name] = {k: round(float(v), 4) for k, v in metric_values(metrics.row()).items()}
     return rows
 

@@ -92,11 +92,10 @@ def full_image_camera(cam: np.ndarray, center: np.ndarray, scale: float, image_s
 def exported_graph(module, ckpt: str | Path, target: str | Path | None = None) -> Path:
     """The ONNX file of ``module``'s inference graph (``target``, default ``<ckpt>.onnx``): exported when missing or
     older than the checkpoint, else reused."""
-    from lightning_modules.export import export_onnx
+    from lightning_modules.export import default_onnx_path, export_onnx
 
-    ckpt = Path(ckpt)
-    target = Path(target) if target else ckpt.with_suffix(".onnx")
-    if target.is_file() and target.stat().st_mtime >= ckpt.stat().st_mtime:
+    target = Path(target) if target else default_onnx_path(ckpt)
+    if target.is_file() and target.stat().st_mtime >= Path(ckpt).stat().st_mtime:
         return target
     try:
         return export_onnx(module, target)
@@ -144,14 +143,9 @@ class Predictor:
         module = load_module(path, model)
         if backend == "torch":
             return cls(module, device, batch_size)
-        try:
-            import onnxruntime  # noqa: F401
-            import onnxscript  # noqa: F401
-        except ImportError:
-            raise UserError("backend=onnx needs onnxscript and onnxruntime: pip install -e '.[export]' "
-                            "(make venv installs them)") from None
-        from lightning_modules.export import OnnxModel
+        from lightning_modules.export import OnnxModel, require_onnx
 
+        require_onnx("backend=onnx")
         # Threads that sleep between runs: spinning ones would take the cores from the cropping and drawing
         # that a caller (make demo) does between batches.
         session = OnnxModel(exported_graph(module, path, onnx_path), providers=onnx_providers(device), spinning=False)

@@ -35,17 +35,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-# The astronaut's visible joints (OpenPose BODY_25 index: x, y px), read off the photo (tests/test_demo.py).
-ASTRONAUT_OPENPOSE = {0: (235, 95), 1: (240, 200), 2: (160, 205), 3: (105, 350), 4: (175, 470), 5: (330, 215),
-                      6: (375, 330), 7: (330, 420), 8: (245, 480), 9: (195, 480), 12: (300, 480)}
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))          # bench_models
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))      # tests.test_demo (the astronaut's joints)
 
 def write_photos(folder: Path, count: int) -> None:
     """``count`` shifted astronauts with their box and OpenPose files."""
     from PIL import Image
     from skimage import data
+
+    from tests.test_demo import ASTRONAUT_OPENPOSE, openpose_json   # her joints, read off the photo
 
     photo = data.astronaut()
     folder.mkdir(parents=True, exist_ok=True)
@@ -53,11 +51,8 @@ def write_photos(folder: Path, count: int) -> None:
         shift = (i % 21) - 10
         Image.fromarray(np.roll(photo, shift, axis=1)).save(folder / f"astronaut_{i:03d}.png")
         (folder / f"astronaut_{i:03d}_bbox.json").write_text(json.dumps({"bbox": [110 + shift, 20, 300, 492]}))
-        flat = np.zeros((25, 3))
-        for j, (x, y) in ASTRONAUT_OPENPOSE.items():
-            flat[j] = (x + shift, y, 0.9)
-        (folder / f"astronaut_{i:03d}_openpose.json").write_text(json.dumps(
-            {"version": 1.3, "people": [{"pose_keypoints_2d": flat.ravel().tolist()}]}))
+        shifted = {j: (x + shift, y) for j, (x, y) in ASTRONAUT_OPENPOSE.items()}
+        (folder / f"astronaut_{i:03d}_openpose.json").write_text(json.dumps(openpose_json(shifted)))
 
 
 def write_checkpoint(name: str, path: Path) -> Path:

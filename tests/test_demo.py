@@ -25,7 +25,8 @@ ASTRONAUT_OPENPOSE = {0: (235, 95), 1: (240, 200), 2: (160, 205), 3: (105, 350),
                       6: (375, 330), 7: (330, 420), 8: (245, 480), 9: (195, 480), 12: (300, 480)}
 
 
-def _openpose_json(points: dict[int, tuple[float, float]], people: int = 1) -> dict:
+def openpose_json(points: dict[int, tuple[float, float]], people: int = 1) -> dict:
+    """OpenPose's --write_json record of ``people`` copies of one BODY_25 pose (index: (x, y) px, confidence 0.9)."""
     flat = np.zeros((25, 3))
     for i, (x, y) in points.items():
         flat[i] = (x, y, 0.9)
@@ -37,7 +38,7 @@ def photos(tmp_path_factory) -> Path:
     skimage_data = pytest.importorskip("skimage.data")
     folder = tmp_path_factory.mktemp("photos")
     Image.fromarray(skimage_data.astronaut()).save(folder / "astronaut.png")
-    (folder / "astronaut_openpose.json").write_text(json.dumps(_openpose_json(ASTRONAUT_OPENPOSE)))
+    (folder / "astronaut_openpose.json").write_text(json.dumps(openpose_json(ASTRONAUT_OPENPOSE)))
     (folder / "astronaut_bbox.json").write_text(json.dumps({"bbox": [110, 20, 300, 492]}))
     return folder
 
@@ -166,7 +167,7 @@ def test_boxes_follow_spin_and_graphcmr(tmp_path):
     assert np.allclose(first.center, [60, 170]) and first.scale == 1.5 and first.joints is None
     assert np.allclose(second.center, [440, 70]) and second.scale == 0.4
     pose = tmp_path / "a_openpose.json"
-    pose.write_text(json.dumps(_openpose_json({2: (100, 100), 5: (200, 100), 9: (110, 400), 12: (190, 400)}, 2)))
+    pose.write_text(json.dumps(openpose_json({2: (100, 100), 5: (200, 100), 9: (110, 400), 12: (190, 400)}, 2)))
     people = read_people_file(pose)
     assert len(people) == 2 and np.allclose(people[0].center, [150, 250])
     assert np.isclose(people[0].scale, 300 * 1.2 / 200)                  # the longer side, 1.2 x, over 200
@@ -209,7 +210,7 @@ def test_the_demo_on_a_video_writes_an_overlay_video_and_a_json_per_frame(photos
         folder.mkdir()
         for i in range(5):
             points = {j: (x / 2 + 8 * i, y / 2) for j, (x, y) in ASTRONAUT_OPENPOSE.items()}
-            (folder / f"walk_{i:012d}_keypoints.json").write_text(json.dumps(_openpose_json(points)))
+            (folder / f"walk_{i:012d}_keypoints.json").write_text(json.dumps(openpose_json(points)))
     else:
         (tmp_path / "walk_bbox.json").write_text(json.dumps({"bbox": [60, 10, 150, 246]}))
     out = tmp_path / "out"
