@@ -39,6 +39,12 @@ class EpochLoader(DataLoader):
         super().__init__(stream, batch_size=None, **kwargs)
         self.counter, self.epoch_fn = counter, epoch_fn
 
+    def __len__(self) -> int:
+        """The stream's batches with this loader's workers (an evaluation stream's count depends on them)."""
+        if hasattr(self.dataset, "batches"):
+            return self.dataset.batches(max(1, self.num_workers))
+        return super().__len__()
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(self.epoch_fn())

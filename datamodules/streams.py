@@ -282,15 +282,25 @@ class EvalStream(IterableDataset):
         n = self.num_samples
         return rank * n // self.world_size, (rank + 1) * n // self.world_size
 
-    def __len__(self) -> int:
-        """Batches this rank yields with one worker (with W workers, at most W - 1 more)."""
+    def worker_range(self, worker: int, workers: int) -> tuple[int, int]:
+        """[lo, hi) of the samples one of this rank's ``workers`` loader workers reads."""
         lo, hi = self.rank_range(self.rank)
-        return math.ceil((hi - lo) / self.batch_size)
+        return lo + worker * (hi - lo) // workers, lo + (worker + 1) * (hi - lo) // workers
+
+    def batches(self, workers: int = 1) -> int:
+        """Batches this rank yields when ``workers`` loader workers share its range (each ends with a partial
+        batch, so W workers may yield up to W - 1 more than one). ``EpochLoader`` reports it as its length:
+        Lightning stops a validation after that many batches, so a smaller count would drop samples."""
+        spans = (self.worker_range(w, workers) for w in range(max(1, int(workers))))
+        return sum(math.ceil((hi - lo) / self.batch_size) for lo, hi in spans)
+
+    def __len__(self) -> int:
+        """Batches this rank yields with one worker (see :meth:`batches`)."""
+        return self.batches(1)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         worker, workers, _ = worker_slot(self.rank, self.world_size)
-        lo, hi = self.rank_range(self.rank)
-        lo, hi = lo + worker * (hi - lo) // workers, lo + (worker + 1) * (hi - lo) // workers
+        lo, hi = self.worker_range(worker, workers)
         skips = _Skips()
         items: list[dict[str, Any]] = []
         start = 0

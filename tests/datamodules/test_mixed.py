@@ -244,3 +244,30 @@ def test_an_evaluation_set_smaller_than_the_process_count_stops_in_one_line(data
         dm.eval_dataloader("lsp")
     assert "7 sample(s) for 8 processes" in str(err.value) and "\n" not in str(err.value)
     assert len(list(MixedDataModule(data_cfg(data_root), rank=6, world_size=7).eval_dataloader("lsp"))) == 1
+
+
+@pytest.mark.parametrize("workers", [0, 2, 3])
+def test_lightning_validates_every_evaluation_sample_whatever_the_worker_count(data_root, workers):
+    """23 samples in batches of 5: two workers read 11 + 12 (3 + 3 batches, one more than 23 / 5 rounds up to).
+    The loader's length counts them, so Lightning's validation loop, which stops after that many batches,
+    sees every sample (with the one-worker count it dropped the last batch: make eval scored fewer samples)."""
+    import pytorch_lightning as pl
+
+    class KeyCounter(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.keys = []
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+
+        def validation_step(self, batch, batch_idx, dataloader_idx=0):
+            self.keys.extend(batch["key"])
+
+    dm = MixedDataModule(data_cfg(data_root, num_workers=workers, eval={"3dpw": {"shards": "eval/3dpw/*.tar"}}),
+                         rank=0, world_size=1)
+    loader = dm.val_dataloader()[0]
+    assert len(loader) == len(list(loader)) == {0: 5, 2: 6, 3: 6}[workers]
+    module = KeyCounter()
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.validate(module, dataloaders=dm.val_dataloader(), verbose=False)
+    assert sorted(module.keys) == [f"3dpw_{i:05d}" for i in range(23)]
