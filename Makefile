@@ -36,13 +36,16 @@ TASKS ?=
 TIME ?=
 PARTITION ?=
 SUBMIT ?=
+# make reproduce: the scale of configs/reproduce.yaml (cpu: reduced networks, ~90 min on 2 cores; full: the papers'
+# ResNet-50 at 224 px, for a GPU; smoke: seconds) and, with SEEDS, its seeds
+SCALE ?= cpu
 # ... and a job array over a grid: ABLATIONS=pymaf_t4_grid_pyramid,none SEEDS=0,1,2 (one run per pair)
 ABLATIONS ?=
 SEEDS ?=
 # data.root is passed only when DATA_DIR is given, so that ARGS="data=bigraph_mix" keeps that config's root
 DATA_ROOT = $(if $(filter command line environment,$(origin DATA_DIR)),data.root=$(DATA_DIR))
 
-.PHONY: train eval demo export slurm convert-pymaf compare-official-pymaf help venv test test-fast show-body body-model export-body data preview-data show-data data-stats convert bench clean-venv
+.PHONY: train eval demo export slurm reproduce convert-pymaf compare-official-pymaf help venv test test-fast show-body body-model export-body data preview-data show-data data-stats convert bench clean-venv
 
 help:
 	@echo "make test          run the whole test suite (slow tests included; as CI does)"
@@ -62,6 +65,7 @@ help:
 	@echo "make show-data     PNG grid of augmented training samples, one row per source -> outputs/data_grid.png"
 	@echo "make data-stats    draw 20,000 training samples and print per-source shares and skipped samples (JSON)"
 	@echo "make convert       SPIN-format npz + images -> shards: DATASET=h36m NPZ=... IMAGES=... OUT=... [SPLIT=test MASKS=...]"
+	@echo "make reproduce     the papers' ablations in miniature, 3 seeds -> reports/reproduction.md (SCALE=cpu|full|smoke; ~90 min on 2 CPU cores)"
 	@echo "make bench         run the benchmarks -> bench/results/*.json (summarised in BENCHMARKS.md)"
 
 $(STAMP): pyproject.toml
@@ -122,6 +126,11 @@ export: $(STAMP)
 eval: data
 	$(PY) -m cli.evaluate ckpt=$(CKPT) sets=$(DATA) $(DATA_ROOT) \
 		$(if $(filter command line environment,$(origin MODEL)),model=$(MODEL)) $(ARGS)
+
+# make reproduce [SCALE=cpu|full|smoke] [SEEDS=0,1,2] [ARGS="key=value ..."]: train and evaluate every row of
+# configs/reproduce.yaml for every seed (make data at the scale's size first), then write reports/reproduction.md
+reproduce: $(STAMP)
+	$(PY) -m cli.reproduce scale=$(SCALE) $(if $(SEEDS),'seeds=[$(SEEDS)]') $(ARGS)
 
 preview-data: data
 	$(PY) -m cli.preview_data --data $(DATA_DIR) --out outputs/synthetic_preview.png

@@ -37,6 +37,27 @@ def side_view(vertices: Tensor, yaw_deg: float = 90.0) -> Tensor:
     return (vertices - centre) @ yaw.T + torch.tensor([0.0, 0.0, SIDE_DISTANCE]).to(vertices)
 
 
+def mesh_over_photo(photo: Tensor, vertices: Tensor, cam: Tensor, faces: Tensor, img_res: int,
+                    opacity: float = 0.75) -> Tensor:
+    """The shaded mesh over the network's input, projected with its weak-perspective camera exactly as the
+    protocols project it (``metrics.protocols.vertices_in_image``).
+
+    Args:
+        photo: (B, 3, H, W) floats in [0, 1]; vertices: (B, V, 3) body-frame vertices (metres);
+        cam: (B, 3) weak-perspective (s, tx, ty); faces: (F, 3) long.
+    Returns:
+        (B, 3, H, W) floats in [0, 1].
+    """
+    b, _, h, w = photo.shape
+    identity = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]).expand(b, 2, 3)
+    screen = vertices_in_image(vertices, cam, identity, img_res)
+    colours = torch.tensor(MESH_COLOUR).expand(vertices.shape[1], 3)
+    frags = rasterize(screen, faces, (h, w))
+    verts_cam = vertices + weak_perspective_to_translation(cam, FOCAL_LENGTH, img_res)[:, None]
+    rgb, alpha = shade(frags, faces, verts_cam, colours)
+    return overlay(photo, rgb, alpha, opacity=opacity)
+
+
 def overlay_grid(images: Tensor, vertices: Tensor, cam: Tensor, faces: Tensor, img_res: int) -> np.ndarray:
     """One row per sample: input | predicted mesh over it | the mesh from the side.
 
@@ -50,13 +71,9 @@ def overlay_grid(images: Tensor, vertices: Tensor, cam: Tensor, faces: Tensor, i
     b, _, h, w = images.shape
     photo = images.float().cpu() / 255.0
     vertices, cam, faces = vertices.float().cpu(), cam.float().cpu(), faces.cpu()
-    identity = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]).expand(b, 2, 3)
-    screen = vertices_in_image(vertices, cam, identity, img_res)
+    on_photo = mesh_over_photo(photo, vertices, cam, faces, img_res)
     colours = torch.tensor(MESH_COLOUR).expand(vertices.shape[1], 3)
-    frags = rasterize(screen, faces, (h, w))
     verts_cam = vertices + weak_perspective_to_translation(cam, FOCAL_LENGTH, img_res)[:, None]
-    rgb, alpha = shade(frags, faces, verts_cam, colours)
-    on_photo = overlay(photo, rgb, alpha, opacity=0.75)
     turned = side_view(verts_cam)
     side_frags = rasterize(screen_coordinates(turned, h, focal=h * SIDE_DISTANCE / SIDE_FIELD), faces, (h, w))
     side_rgb, side_alpha = shade(side_frags, faces, turned, colours)

@@ -9,7 +9,8 @@ the paper's (``metrics.protocols.PROTOCOL_COLUMNS``). The model, its body model 
 rebuilt from the checkpoint's saved hyper-parameters. The rows come from Lightning's validation loop with
 the module's own evaluation metrics (``lightning_modules.evaluation.ProtocolMetrics``), the ones training's
 validation logs, so ``metrics`` in the JSON holds exactly the values validation logs as ``val/<set>/<key>``,
-and several processes give the row of one. Errors in mm, scores in [0, 1].
+and several processes give the row of one. Errors in mm, scores in [0, 1]. The JSON's ``mean_pose`` holds the
+mean-pose baseline's values on the same samples (``lightning_modules.mean_pose``), as ``make train``'s summary does.
 """
 from __future__ import annotations
 
@@ -78,6 +79,10 @@ def main(argv: list[str] | None = None) -> dict:
                          enable_checkpointing=False, enable_model_summary=False, use_distributed_sampler=False)
     trainer.validate(module, datamodule=data, verbose=False)
     skipped = _total_over_ranks(trainer, data.skipped.count)
+    from lightning_modules.mean_pose import mean_pose_rows
+
+    module.to(trainer.strategy.root_device)
+    mean_pose = mean_pose_rows(module, data.val_dataloader(), [float("inf")] * len(sets))
 
     model = module.model_cfg["name"]
     results = {}
@@ -90,10 +95,12 @@ def main(argv: list[str] | None = None) -> dict:
         results[name] = {"protocol": protocols[name], **row, "metrics": metric_values(row)}
     summary = {"model": model, "checkpoint": str(cfg.ckpt), "data": data_cfg.get("name", "data"),
                "units": {"3d": "mm", "lsp": "fraction of pixels / F1", "coco": "AP (fraction)"},
-               "processes": trainer.world_size, "skipped_samples": skipped, "sets": results}
+               "processes": trainer.world_size, "skipped_samples": skipped, "sets": results, "mean_pose": mean_pose}
     if trainer.is_global_zero:
         for name in sets:
             print(format_row(name, results[name]), flush=True)
+            if mean_pose.get(name):
+                print("    mean pose: " + " ".join(f"{k} {v:.4g}" for k, v in mean_pose[name].items()), flush=True)
         out = Path(cfg.out) if cfg.out else default_out(Path(str(cfg.ckpt)), model, summary["data"])
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(summary, indent=2) + "\n")

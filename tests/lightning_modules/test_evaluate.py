@@ -188,6 +188,10 @@ def test_make_eval_equals_the_validation_of_make_train(trained_run, tiny_data_mo
     assert {k.split("/")[1] for k in from_eval} == {"3dpw", "h36m", "up3d", "lsp", "coco"}
     assert {"val/3dpw/mpjpe_M0", "val/3dpw/pa_mpjpe_M3", "val/lsp/parts_f1", "val/coco/ap"} <= set(from_eval)
     assert from_eval == pytest.approx(from_training, abs=1e-4)
+    # make eval's mean-pose rows: make train's summary's on the same samples, and PyMAF's M0 (two paths)
+    mean_pose = {f"val/{name}/{key}": value for name, row in summary["mean_pose"].items() for key, value in row.items()}
+    assert mean_pose == pytest.approx(trained_run["mean_pose"], abs=1e-4)
+    assert summary["mean_pose"]["h36m"]["mpjpe"] == pytest.approx(summary["sets"]["h36m"]["metrics"]["mpjpe_M0"], abs=1e-3)
 
 
 def test_make_train_reports_the_mean_pose_baseline_on_the_same_samples(trained_run):
