@@ -36,7 +36,7 @@ TASKS ?=
 TIME ?=
 PARTITION ?=
 SUBMIT ?=
-# make reproduce: the scale of configs/reproduce.yaml (cpu: reduced networks, ~90 min on 2 cores; full: the papers'
+# make reproduce: the scale of configs/reproduce.yaml (cpu: reduced networks, ~1 h on 2 cores; full: the papers'
 # ResNet-50 at 224 px, for a GPU; smoke: seconds) and, with SEEDS, its seeds
 SCALE ?= cpu
 # ... and a job array over a grid: ABLATIONS=pymaf_t4_grid_pyramid,none SEEDS=0,1,2 (one run per pair)
@@ -65,7 +65,7 @@ help:
 	@echo "make show-data     PNG grid of augmented training samples, one row per source -> outputs/data_grid.png"
 	@echo "make data-stats    draw 20,000 training samples and print per-source shares and skipped samples (JSON)"
 	@echo "make convert       SPIN-format npz + images -> shards: DATASET=h36m NPZ=... IMAGES=... OUT=... [SPLIT=test MASKS=...]"
-	@echo "make reproduce     the papers' ablations in miniature, 3 seeds -> reports/reproduction.md (SCALE=cpu|full|smoke; ~90 min on 2 CPU cores)"
+	@echo "make reproduce     the papers' ablations in miniature, 3 seeds -> reports/reproduction.md (SCALE=cpu|full|smoke; ~1 h on 2 CPU cores)"
 	@echo "make bench         run the benchmarks -> bench/results/*.json (summarised in BENCHMARKS.md)"
 
 $(STAMP): pyproject.toml

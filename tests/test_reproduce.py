@@ -61,6 +61,7 @@ def test_the_report_cells_are_the_seed_mean_and_standard_error_of_the_eval_jsons
     for heading in ("## Claims:", "PyMAF (Tables 4 and 5)", "PyMAF (Table 6)", "BiGraph (Table 4)", "## What this shows"):
         assert heading in text
     assert record["git_revision"] in text and record["hardware"] in text
+    assert "| Learning rate (Adam) | each paper's: hmr 5e-05, pymaf 5e-05, bigraph 0.00025 |" in text   # configs/model
     per_seed = json.loads((smoke["report"].parent / "reproduction.json").read_text())
     assert per_seed["runs"]["pymaf"]["seeds"]["1"]["h36m"] == eval_metrics(record, "pymaf")[1]["h36m"]["metrics"]
 
@@ -95,3 +96,14 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
         reproduce.main(["scale=huge", f"out_dir={tmp_path}"])
     with pytest.raises(UserError, match="need at least two seeds"):
         reproduce.main(["seeds=[0]", f"out_dir={tmp_path}"])
+
+
+def test_a_hand_written_investigation_is_appended_verbatim(smoke, tmp_path):
+    from cli.report import write_report
+
+    report = tmp_path / "reproduction.md"
+    notes = tmp_path / "reproduction_investigation.md"
+    notes.write_text("## Investigation\n\nOne batch is fitted in 200 steps.\n")
+    write_report(smoke["record"], report, figure_samples=1)
+    text = report.read_text()
+    assert text.endswith(notes.read_text()) and "written by hand" in text
