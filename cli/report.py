@@ -133,13 +133,11 @@ class Claim:
         return all(c.holds for _, c in self.comparisons)
 
 
-def loss_summary(run_dir: Path, key: str) -> tuple[float, float]:
-    """(mean of the logged training loss ``train/<key>`` over the run, mean over its last fifth) of one run."""
+def mean_logged_loss(run_dir: Path, key: str) -> float:
+    """Mean of one run's logged training loss ``train/<key>`` over the run (lower: it fell sooner)."""
     from cli.report_figures import logged_losses
 
-    steps, values = logged_losses(run_dir, key)
-    tail = values[len(values) - max(1, len(values) // 5):]
-    return sum(values) / len(values), sum(tail) / len(tail)
+    return float(logged_losses(run_dir, key)[1].mean())
 
 
 def claims(res: Results) -> list[Claim]:
@@ -168,7 +166,7 @@ def claims(res: Results) -> list[Claim]:
                       between("UP-3D PVE: BiGraph < mesh-only", "bigraph", "mesh_only", "up3d", "mpve", "_np", "_np")]))
     losses = []
     for key in ("mesh_joints_3d", "vertices"):
-        per_run = {run: [loss_summary(Path(r["run_dir"]), key)[0] for r in res.record["runs"] if r["name"] == run]
+        per_run = {run: [mean_logged_loss(Path(r["run_dir"]), key) for r in res.record["runs"] if r["name"] == run]
                    for run in ("bigraph", "mesh_only")}
         losses.append((f"mean training loss `{key}` over the run: BiGraph < mesh-only",
                        compare_independent(per_run["bigraph"], per_run["mesh_only"])))

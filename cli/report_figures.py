@@ -98,14 +98,12 @@ def evaluation_batch(data_root: str, set_name: str, img_res: int, count: int) ->
 def ground_truth_camera(batch: Mapping, decoder, img_res: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(vertices (B, V, 3), weak-perspective cam (B, 3)) of the batch's ground-truth mesh, placed by the
     translation that best projects its SPIN-24 joints onto the 2D ground truth (as PyMAF's IUV targets)."""
-    from body.camera import FOCAL_LENGTH, estimate_translation, normalized_to_pixels, translation_to_weak_perspective
+    from body.camera import FOCAL_LENGTH, translation_to_weak_perspective
+    from lightning_modules.pymaf import crop_translation
 
     gt = decoder.ground_truth_mesh(batch)
     vertices = batch["vertices"] if "vertices" in batch else gt["vertices"]
-    kp = batch["keypoints_2d"][:, 25:]
-    centre = torch.full((kp.shape[0], 2), img_res / 2.0)
-    transl = estimate_translation(gt["joints_3d"], normalized_to_pixels(kp[..., :2], img_res), FOCAL_LENGTH, centre,
-                                  kp[..., 2].clamp(min=0).sqrt())
+    transl = crop_translation(gt["joints_3d"], batch["keypoints_2d"][:, 25:], img_res)
     return vertices, translation_to_weak_perspective(transl, FOCAL_LENGTH, img_res)
 
 

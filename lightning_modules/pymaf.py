@@ -29,6 +29,16 @@ from lightning_modules.parametric import ModelLoss, ParametricLoss
 from lightning_modules.prediction import Prediction
 
 
+def crop_translation(joints: Tensor, keypoints_2d: Tensor, img_res: int) -> Tensor:
+    """(B, 3) translation that places body-frame ``joints`` (B, N, 3) onto the crop's 2D ground truth
+    ``keypoints_2d`` (B, N, 3: normalised crop coordinates + confidence) through the crop's f = 5000 camera
+    (principal point at the centre): each joint's residuals weighted by sqrt(confidence), as PyMAF's
+    ``estimate_translation_np`` (``W = diag(sqrt(conf))`` on the rows of its linear system)."""
+    pixels = normalized_to_pixels(keypoints_2d[..., :2], img_res)
+    centre = torch.full((joints.shape[0], 2), img_res / 2.0, dtype=joints.dtype, device=joints.device)
+    return estimate_translation(joints, pixels, FOCAL_LENGTH, centre, keypoints_2d[..., 2].clamp(min=0).sqrt())
+
+
 def render_gt_iuv(body, vertices: Tensor, joints: Tensor, keypoints_2d: Tensor, img_res: int, out_res: int) -> Tensor:
     """(B, 3, out_res, out_res) IUV images of ground-truth meshes seen by the crop's f = 5000 camera.
 
@@ -38,13 +48,10 @@ def render_gt_iuv(body, vertices: Tensor, joints: Tensor, keypoints_2d: Tensor, 
     Returns:
         channel 0 the part index (0 background), 1 and 2 U and V (``body.render.face_iuv_map``).
 
-    The translation weights each joint's residuals by sqrt(confidence), as PyMAF's ``estimate_translation_np``
-    (``W = diag(sqrt(conf))`` on the rows of its linear system).
+    The translation is :func:`crop_translation` (rows weighted by sqrt(confidence), as PyMAF's
+    ``estimate_translation_np``).
     """
-    pixels = normalized_to_pixels(keypoints_2d[..., :2], img_res)
-    centre = torch.full((vertices.shape[0], 2), img_res / 2.0, dtype=vertices.dtype, device=vertices.device)
-    weights = keypoints_2d[..., 2].clamp(min=0).sqrt()
-    transl = estimate_translation(joints, pixels, FOCAL_LENGTH, centre, weights)
+    transl = crop_translation(joints, keypoints_2d, img_res)
     cam_pts = (vertices + transl[:, None])[:, body.iuv_vertex_map]           # the chart-split mesh's vertices
     k = out_res / img_res  # the same camera at the head's resolution
     xy = FOCAL_LENGTH * k * cam_pts[..., :2] / cam_pts[..., 2:3] + out_res / 2.0
